@@ -1,0 +1,89 @@
+# Headwater: `make up` runs the pipeline, `make test` proves it. Both install what is missing first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CACHE  := $(abspath .cache)
+UV_VERSION := 0.13.8
+
+STAMP_VENV  := $(VENV)/.synced
+STAMP_KAFKA := $(CACHE)/kafka/.resolved
+STAMP_MONGO := $(CACHE)/mongo-server/.built
+STAMP_SH    := infra/mongosh/node_modules/.installed
+
+.PHONY: help install up down status logs mongosh test test-unit lint lock clean
+
+help:
+	@echo "make up       install everything (cached) and start the whole pipeline"
+	@echo "make test     install everything and run the unit + integration suites on a test stack"
+	@echo "make status   services and health checks;  make logs: follow every log;  make down: stop"
+	@echo "make mongosh  a MongoDB shell on the pipeline's database"
+	@echo "make lint     ruff;  make lock: re-resolve requirements.lock from requirements.in"
+
+install: $(STAMP_VENV) $(STAMP_KAFKA) $(STAMP_MONGO) $(STAMP_SH)
+
+# Python: a venv synced to the pinned lock, plus this project in editable mode.
+$(STAMP_VENV): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip sync -q --python $(PY) requirements.lock
+	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	@touch $@
+
+# Kafka: the broker, storage tool and tools jars (and their dependencies) resolved by Maven.
+$(STAMP_KAFKA): infra/kafka/pom.xml
+	rm -rf $(CACHE)/kafka/libs
+	mvn -q -B -f infra/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CACHE)/kafka/libs
+	@touch $@
+
+# The embedded MongoDB-wire server (see infra/mongo-server/README.md for why not FerretDB).
+$(STAMP_MONGO): infra/mongo-server/pom.xml $(shell find infra/mongo-server/src -type f 2>/dev/null)
+	rm -rf $(CACHE)/mongo-server
+	mvn -q -B -f infra/mongo-server/pom.xml package dependency:copy-dependencies \
+	  -DoutputDirectory=$(CACHE)/mongo-server/libs
+	cp infra/mongo-server/target/headwater-mongo-server.jar $(CACHE)/mongo-server/
+	@touch $@
+
+# mongosh, pinned in infra/mongosh/package-lock.json.
+$(STAMP_SH): infra/mongosh/package-lock.json
+	npm ci --prefix infra/mongosh --no-audit --no-fund --loglevel=error
+	@touch $@
+
+up: install
+	$(PY) -m infra.stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m infra.stack down; fi
+
+status:
+	$(PY) -m infra.stack status
+
+logs:
+	$(PY) -m infra.stack logs
+
+mongosh: $(STAMP_SH)
+	@uri=$$($(PY) -c 'from headwater.settings import get_settings as g; s=g(); print(s.mongo.uri.rstrip("/") + "/" + s.mongo.db)'); \
+	  infra/mongosh/node_modules/.bin/mongosh "$$uri"
+
+# The test stack (tests/stack.env: own ports and run dir) is started if needed and stopped again
+# if this run started it, whatever the tests did.
+test: install lint
+	bash infra/run_tests.sh
+
+test-unit: $(STAMP_VENV)
+	$(PY) -m pytest tests/unit -q
+
+lint: $(STAMP_VENV)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip compile -q requirements.in --python-version 3.11 -o requirements.lock
+
+clean: down
+	rm -rf .run

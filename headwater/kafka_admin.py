@@ -1,0 +1,113 @@
+"""Kafka administration: brokers in the metadata, idempotent topic creation, replica health."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from headwater.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Topic-level settings every pipeline topic gets, whatever the broker defaults are.
+TOPIC_CONFIG = {"unclean.leader.election.enable": "false"}
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    """Replication state of one partition as the cluster metadata reports it."""
+
+    topic: str
+    partition: int
+    leader: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+    @property
+    def offline(self) -> bool:
+        return self.leader < 0
+
+    @property
+    def under_replicated(self) -> bool:
+        return len(self.isr) < len(self.replicas)
+
+
+def admin_client(settings: Settings, **overrides: str) -> AdminClient:
+    """An AdminClient on both brokers (one is enough to answer)."""
+    conf = {"bootstrap.servers": settings.kafka.bootstrap_servers, "socket.timeout.ms": 5000}
+    conf.update(overrides)
+    return AdminClient(conf)
+
+
+def cluster_brokers(admin: AdminClient, timeout_s: float = 5.0) -> dict[int, str]:
+    """Broker id -> host:port of every broker currently in the cluster metadata."""
+    metadata = admin.list_topics(timeout=timeout_s)
+    return {b.id: f"{b.host}:{b.port}" for b in metadata.brokers.values()}
+
+
+def partition_states(
+    admin: AdminClient, topics: list[str] | None = None, timeout_s: float = 5.0
+) -> list[PartitionState]:
+    """Leader, replicas and ISR of every partition of `topics` (all non-internal topics if None)."""
+    metadata = admin.list_topics(timeout=timeout_s)
+    states: list[PartitionState] = []
+    for name, topic in sorted(metadata.topics.items()):
+        if topics is None and name.startswith("__"):
+            continue
+        if topics is not None and name not in topics:
+            continue
+        if topic.error is not None:
+            raise KafkaException(topic.error)
+        for pid, p in sorted(topic.partitions.items()):
+            states.append(PartitionState(name, pid, p.leader, tuple(p.replicas), tuple(p.isrs)))
+    return states
+
+
+def ensure_topics(
+    admin: AdminClient,
+    topics: list[str],
+    partitions: int,
+    replication_factor: int,
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created by this call."""
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    missing = [t for t in topics if t not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(t, partitions, replication_factor, config=TOPIC_CONFIG) for t in missing],
+        operation_timeout=timeout_s,
+        request_timeout=timeout_s,
+    )
+    created: list[str] = []
+    for topic, future in futures.items():
+        try:
+            future.result()
+            created.append(topic)
+            log.info(
+                "topic created topic=%s partitions=%d replication_factor=%d",
+                topic,
+                partitions,
+                replication_factor,
+            )
+        except KafkaException as exc:
+            # Another caller may have created it between our list and create: that is success.
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return created
+
+
+def delete_topics(admin: AdminClient, topics: list[str], timeout_s: float = 30.0) -> None:
+    """Delete topics (tests use this to clean up what they made); missing ones are ignored."""
+    if not topics:
+        return
+    for future in admin.delete_topics(topics, operation_timeout=timeout_s).values():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise

@@ -1,0 +1,149 @@
+"""The one place Headwater reads its environment: hosts, ports, paths and credentials.
+
+Every value can be overridden by an environment variable or a `.env` file in the working directory
+(variable names are the field names with the group's prefix, upper-cased, e.g. `KAFKA_BROKER1_PORT`,
+`MONGO_URI`, `AIRFLOW_UI_PASSWORD`). Read it through `get_settings()`, never at import time.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore")
+
+
+class StackSettings(BaseSettings):
+    """Where the local stack keeps its caches, data, logs and pid files."""
+
+    model_config = _config("STACK_")
+
+    name: str = "headwater"
+    # Downloaded jars and built binaries; shared by every stack instance of this checkout.
+    cache_dir: Path = REPO_ROOT / ".cache"
+    # Data, logs, pid files and generated configs of one stack instance.
+    run_dir: Path = REPO_ROOT / ".run" / "dev"
+    host: str = "127.0.0.1"
+    supervisor_port: int = 9001
+    start_timeout_s: float = 300.0
+
+    @field_validator("cache_dir", "run_dir")
+    @classmethod
+    def _relative_to_repo(cls, value: Path) -> Path:
+        # A relative path in env or .env means "inside this checkout", wherever the command runs.
+        return value if value.is_absolute() else REPO_ROOT / value
+
+    @property
+    def data_dir(self) -> Path:
+        return self.run_dir / "data"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+
+class KafkaSettings(BaseSettings):
+    """The KRaft cluster: one controller, two brokers, and the pipeline's topic defaults."""
+
+    model_config = _config("KAFKA_")
+
+    host: str = "127.0.0.1"
+    # Set when the brokers are not all on `host` (e.g. containers): "broker1:9092,broker2:9094".
+    bootstrap_override: str | None = Field(default=None, validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    broker1_port: int = 9092
+    broker2_port: int = 9094
+    controller_port: int = 9093
+    # A stable id so that a restart reuses the formatted log dirs (22 chars of url-safe base64).
+    cluster_id: str = "RjWcKAFoW7CKlbsebDgibQ"
+    heap: str = "512m"
+    partitions: int = 3
+    replication_factor: int = 2
+    # One broker may be lost while acks=all still waits for every replica that is in sync.
+    min_insync_replicas: int = 1
+    topics: list[str] = Field(default_factory=lambda: ["devices", "user-events"])
+    consumer_group: str = "headwater-consumer"
+
+    @property
+    def broker_ports(self) -> list[int]:
+        return [self.broker1_port, self.broker2_port]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        if self.bootstrap_override:
+            return self.bootstrap_override
+        return ",".join(f"{self.host}:{port}" for port in self.broker_ports)
+
+
+class MongoSettings(BaseSettings):
+    """MongoDB: `MONGO_URI` points at any server; unset, the stack runs its own on host:port."""
+
+    model_config = _config("MONGO_")
+
+    uri_override: str | None = Field(default=None, validation_alias="MONGO_URI")
+    host: str = "127.0.0.1"
+    port: int = 27017
+    db: str = "headwater"
+    heap: str = "384m"
+
+    @property
+    def embedded(self) -> bool:
+        """True when the stack must start its own MongoDB-wire server."""
+        return not self.uri_override
+
+    @property
+    def uri(self) -> str:
+        return self.uri_override or f"mongodb://{self.host}:{self.port}/"
+
+
+class AirflowSettings(BaseSettings):
+    """Airflow 3: API server + UI, scheduler, dag-processor and triggerer."""
+
+    model_config = _config("AIRFLOW_UI_")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    user: str = "admin"
+    password: SecretStr = SecretStr("admin")
+    # Each parallelism slot of the LocalExecutor is a forked worker (~130 MB): sized for 2 cores.
+    parallelism: int = 4
+    sql_alchemy_conn: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class ServiceSettings(BaseSettings):
+    """Headwater's own HTTP services."""
+
+    model_config = _config("HEADWATER_")
+
+    flask_port: int = 5000
+    external_api_port: int = 5001
+    consumer_port: int = 8001
+    api_key: SecretStr = SecretStr("dev-key")
+
+
+class Settings(BaseSettings):
+    """All of Headwater's settings, grouped by the part they configure."""
+
+    model_config = _config("HEADWATER_")
+
+    stack: StackSettings = Field(default_factory=StackSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    mongo: MongoSettings = Field(default_factory=MongoSettings)
+    airflow: AirflowSettings = Field(default_factory=AirflowSettings)
+    services: ServiceSettings = Field(default_factory=ServiceSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Read the settings from the environment and `.env` once per process."""
+    return Settings()

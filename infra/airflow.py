@@ -1,0 +1,316 @@
+"""Airflow 3 as four processes (API server + UI, scheduler, dag-processor, triggerer).
+
+Pure functions build the environment and the command lines; `prepare_airflow` does the one-off I/O
+(directories, secrets, the auth manager's passwords file, `airflow db migrate`); two small HTTP
+helpers read the API server's health and log in.
+
+Secrets (`[api] secret_key`, `[api_auth] jwt_secret`, `[core] fernet_key`) are generated once into
+`<data>/airflow/secrets.json` and written into `$AIRFLOW_HOME/airflow.cfg`, which every process
+reads. They stay out of the environment on purpose: the environment is pure (no file to read
+before it can be built) and ends up in process-supervisor configs and `ps` output.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import secrets
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from headwater.settings import REPO_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+# The venv's `airflow` console script, next to the interpreter that runs the stack (not resolved:
+# the venv's python is a symlink to the base interpreter, whose bin dir has no airflow).
+AIRFLOW_BIN = Path(sys.executable).parent / "airflow"
+HEALTH_COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
+_SECRET_NAMES = ("secret_key", "jwt_secret", "fernet_key")
+
+
+def airflow_home(settings: Settings) -> Path:
+    """AIRFLOW_HOME: holds airflow.cfg (with the secrets) and nothing else of value."""
+    return settings.stack.run_dir / "airflow"
+
+
+def airflow_data_dir(settings: Settings) -> Path:
+    """Airflow's durable state: the SQLite metadata DB, secrets and the passwords file."""
+    return settings.stack.data_dir / "airflow"
+
+
+def airflow_log_dir(settings: Settings) -> Path:
+    """Task logs and the dag-processor's per-file logs."""
+    return settings.stack.log_dir / "airflow"
+
+
+def secrets_path(settings: Settings) -> Path:
+    return airflow_data_dir(settings) / "secrets.json"
+
+
+def passwords_path(settings: Settings) -> Path:
+    """SimpleAuthManager's passwords file: a JSON object {username: password}."""
+    return airflow_data_dir(settings) / "simple_auth_manager_passwords.json"
+
+
+def sqlite_path(settings: Settings) -> Path:
+    return airflow_data_dir(settings) / "airflow.db"
+
+
+def sql_alchemy_conn(settings: Settings) -> str:
+    """The metadata DB URL: settings.airflow.sql_alchemy_conn, else SQLite in the data dir."""
+    # sqlite:/// + an absolute path gives the four slashes Airflow insists on.
+    return settings.airflow.sql_alchemy_conn or f"sqlite:///{sqlite_path(settings)}"
+
+
+def kafka_connection(settings: Settings) -> dict[str, Any]:
+    """The `kafka_default` connection: its extra is the librdkafka client config."""
+    return {
+        "conn_type": "kafka",
+        "extra": {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": settings.kafka.consumer_group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        },
+    }
+
+
+def mongo_connection(settings: Settings) -> dict[str, Any]:
+    """The `mongo_default` connection, from MONGO_URI when set, else the embedded server.
+
+    The schema is always settings.mongo.db. A database in the URI's path is MongoDB's default
+    auth database, so it becomes `authSource` (unless the URI names one) instead of being lost
+    when MongoHook rebuilds the URI with the schema as its path. Query options go to `extra`, which
+    MongoHook passes to MongoClient as keyword arguments.
+    """
+    m = settings.mongo
+    if not m.uri_override:
+        return {"conn_type": "mongo", "host": m.host, "port": m.port, "schema": m.db}
+    parts = urlsplit(m.uri_override)
+    if parts.scheme not in ("mongodb", "mongodb+srv"):
+        raise ValueError(
+            f"MONGO_URI must start with mongodb:// or mongodb+srv://, got {parts.scheme!r}"
+        )
+    extra: dict[str, Any] = dict(parse_qsl(parts.query))
+    if parts.scheme == "mongodb+srv":
+        extra["srv"] = True
+    auth_db = parts.path.lstrip("/")
+    if auth_db and "authSource" not in extra:
+        extra["authSource"] = auth_db
+    hosts = parts.netloc.rpartition("@")[2]
+    conn: dict[str, Any] = {"conn_type": "mongo", "schema": m.db}
+    # A replica-set seed list ("h1:27017,h2:27017") stays whole in `host`; MongoHook copies it into
+    # the URI's netloc. A single host:port is split so `port` is what the UI shows.
+    host, sep, port = hosts.rpartition(":")
+    if "," not in hosts and sep and port.isdigit():
+        conn.update(host=host, port=int(port))
+    else:
+        conn["host"] = hosts
+    if parts.username is not None:
+        conn["login"] = unquote(parts.username)
+    if parts.password is not None:
+        conn["password"] = unquote(parts.password)
+    if extra:
+        conn["extra"] = extra
+    return conn
+
+
+def airflow_env(settings: Settings) -> dict[str, str]:
+    """Every AIRFLOW_* variable the four processes and the `airflow` CLI need (pure)."""
+    a = settings.airflow
+    user = a.user
+    if not user or any(c in user for c in ":,"):
+        raise ValueError(f"Airflow user name must be non-empty without ':' or ',': {user!r}")
+    logs = airflow_log_dir(settings)
+    return {
+        "AIRFLOW_HOME": str(airflow_home(settings)),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_alchemy_conn(settings),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(a.parallelism),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # Tasks reach the API server's execution API with a JWT the scheduler signs with
+        # [api_auth] jwt_secret (from airflow.cfg): same secret everywhere or every task fails.
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{a.base_url}/execution/",
+        "AIRFLOW__API__HOST": a.host,
+        "AIRFLOW__API__PORT": str(a.port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CORE__AUTH_MANAGER": (
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        ),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{user}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_path(settings)),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(logs),
+        "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(logs / "dag_processor"),
+        # Process output goes to log files, where ANSI colour codes are noise.
+        "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(
+            airflow_data_dir(settings) / "dag_bundles"
+        ),
+        # The default lists the DAG folder every 300 s: a new DAG file would take 5 minutes to show.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(kafka_connection(settings)),
+        "AIRFLOW_CONN_MONGO_DEFAULT": json.dumps(mongo_connection(settings)),
+    }
+
+
+def airflow_programs(settings: Settings) -> dict[str, list[str]]:
+    """Name -> argv of the four long-running processes (pure); run each with `airflow_env`.
+
+    Scheduler and triggerer skip their log-serving subprocesses: every component shares this
+    host's log dir, and the fixed ports those bind on all interfaces (8793/8794) would collide
+    between side-by-side stacks (dev and test).
+    """
+    a = settings.airflow
+    airflow = str(AIRFLOW_BIN)
+    return {
+        "airflow-api-server": [
+            airflow, "api-server", "--host", a.host, "--port", str(a.port), "--workers", "1",
+        ],
+        "airflow-scheduler": [airflow, "scheduler", "--skip-serve-logs"],
+        "airflow-dag-processor": [airflow, "dag-processor"],
+        "airflow-triggerer": [airflow, "triggerer", "--skip-serve-logs"],
+    }  # fmt: skip
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Atomically replace `path` with `text`, readable by the owner only."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+    os.replace(tmp, path)
+
+
+def load_or_create_secrets(settings: Settings) -> dict[str, str]:
+    """The stack's Airflow secrets, generated on first use and reused afterwards."""
+    path = secrets_path(settings)
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = [name for name in _SECRET_NAMES if not stored.get(name)]
+    if missing:
+        fresh = {
+            "secret_key": secrets.token_urlsafe(32),
+            "jwt_secret": secrets.token_urlsafe(32),
+            # A Fernet key is 32 random bytes, url-safe base64 encoded.
+            "fernet_key": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        }
+        stored |= {name: fresh[name] for name in missing}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(path, json.dumps(stored, indent=2) + "\n")
+        log.info("generated Airflow secrets %s in %s", missing, path)
+    return stored
+
+
+def airflow_cfg_text(stored: dict[str, str]) -> str:
+    """airflow.cfg carrying only the secrets; everything else comes from `airflow_env`."""
+
+    def escape(value: str) -> str:
+        return value.replace("%", "%%")  # configparser interpolation
+
+    return (
+        "# Generated by infra/airflow.py from secrets.json; other settings come from AIRFLOW__*.\n"
+        f"[core]\nfernet_key = {escape(stored['fernet_key'])}\n\n"
+        f"[api]\nsecret_key = {escape(stored['secret_key'])}\n\n"
+        f"[api_auth]\njwt_secret = {escape(stored['jwt_secret'])}\n"
+    )
+
+
+def _run_airflow(args: list[str], env: dict[str, str], timeout_s: float) -> str:
+    result = subprocess.run(
+        [str(AIRFLOW_BIN), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).splitlines()[-30:])
+        raise RuntimeError(f"airflow {' '.join(args)} exited {result.returncode}:\n{tail}")
+    return result.stdout
+
+
+def prepare_airflow(settings: Settings, env: dict[str, str]) -> None:
+    """Everything before the four processes start; idempotent and cheap when already done.
+
+    Creates the directories, the secrets (secrets.json -> $AIRFLOW_HOME/airflow.cfg), the auth
+    manager's passwords file with settings.airflow.password, switches a SQLite metadata DB to WAL
+    and runs `airflow db migrate` with `env`.
+    """
+    home = Path(env.get("AIRFLOW_HOME", airflow_home(settings)))
+    data = airflow_data_dir(settings)
+    logs = airflow_log_dir(settings)
+    for directory in (home, data, logs, logs / "dag_processor", data / "dag_bundles"):
+        directory.mkdir(parents=True, exist_ok=True)
+    for key in ("AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER"):
+        if key in env:
+            Path(env[key]).mkdir(parents=True, exist_ok=True)
+
+    # Written before any airflow command runs: without it, the first one writes a full default
+    # airflow.cfg with a random jwt_secret (and bakes the current AIRFLOW__* values into it).
+    cfg = home / "airflow.cfg"
+    cfg_text = airflow_cfg_text(load_or_create_secrets(settings))
+    if not cfg.exists() or cfg.read_text() != cfg_text:
+        _write_private(cfg, cfg_text)
+
+    # SimpleAuthManager only generates (and prints) a random password for users missing from this
+    # file; pre-writing it makes the login the one in settings. Rewritten so a changed setting wins.
+    users = {settings.airflow.user: settings.airflow.password.get_secret_value()}
+    pw_file = Path(
+        env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", passwords_path(settings))
+    )
+    if not pw_file.exists() or json.loads(pw_file.read_text() or "{}") != users:
+        _write_private(pw_file, json.dumps(users) + "\n")
+
+    conn = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", sql_alchemy_conn(settings))
+    if conn.startswith("sqlite:///"):
+        # Four processes plus task workers write this file; with the default rollback journal
+        # readers block writers and "database is locked" follows. WAL mode persists in the file.
+        db_file = Path(conn.removeprefix("sqlite:///").partition("?")[0])
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(db_file)) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+
+    _run_airflow(["db", "migrate"], env, timeout_s=settings.stack.start_timeout_s)
+    log.info("Airflow metadata DB migrated (%s)", conn.split("://")[0])
+
+
+def _http_json(request: urllib.request.Request, timeout_s: float) -> Any:
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        return json.load(response)
+
+
+def airflow_health(settings: Settings, timeout_s: float = 5) -> dict[str, str]:
+    """Component -> status from the API server's /api/v2/monitor/health (no login needed).
+
+    A component that never reported (e.g. a triggerer that has not started) is "unknown".
+    Raises OSError (urllib's URLError) when the API server does not answer.
+    """
+    url = f"{settings.airflow.base_url}/api/v2/monitor/health"
+    body = _http_json(urllib.request.Request(url), timeout_s)
+    return {
+        name: str((body.get(name) or {}).get("status") or "unknown") for name in HEALTH_COMPONENTS
+    }
+
+
+def airflow_token(settings: Settings, timeout_s: float = 10) -> str:
+    """An access token for the REST API (`Authorization: Bearer ...`), from the settings login."""
+    a = settings.airflow
+    payload = json.dumps({"username": a.user, "password": a.password.get_secret_value()})
+    request = urllib.request.Request(
+        f"{a.base_url}/auth/token",
+        data=payload.encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    return str(_http_json(request, timeout_s)["access_token"])

@@ -1,0 +1,78 @@
+"""Health probes of the stack's services, each answering (ok, detail) and never raising."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import requests
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+from headwater.kafka_admin import admin_client, cluster_brokers, partition_states
+from headwater.settings import Settings
+
+
+@dataclass(frozen=True)
+class Check:
+    """The result of one probe."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def check_kafka(settings: Settings, timeout_s: float = 3.0) -> Check:
+    """Both brokers are in the cluster metadata and no partition is offline or under-replicated."""
+    expected = len(settings.kafka.broker_ports)
+    try:
+        admin = admin_client(settings)
+        brokers = set(cluster_brokers(admin, timeout_s).values())
+        if len(brokers) != expected:
+            return Check(
+                "kafka", False, f"{len(brokers)}/{expected} brokers in metadata: {sorted(brokers)}"
+            )
+        bad = [
+            f"{p.topic}[{p.partition}] isr={list(p.isr)}/{list(p.replicas)}"
+            for p in partition_states(admin, timeout_s=timeout_s)
+            if p.offline or p.under_replicated
+        ]
+        if bad:
+            return Check("kafka", False, "under-replicated or offline: " + ", ".join(bad[:5]))
+        return Check("kafka", True, f"{len(brokers)} brokers: {', '.join(sorted(brokers))}")
+    except Exception as exc:  # noqa: BLE001 - a probe reports every failure as unhealthy
+        return Check("kafka", False, f"{type(exc).__name__}: {exc}")
+
+
+def check_mongo(settings: Settings, timeout_s: float = 3.0) -> Check:
+    """The MongoDB server answers `ping`."""
+    ms = int(timeout_s * 1000)
+    try:
+        with MongoClient(
+            settings.mongo.uri, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms
+        ) as client:
+            client.admin.command("ping")
+        return Check("mongo", True, f"ping ok ({settings.mongo.uri})")
+    except PyMongoError as exc:
+        return Check("mongo", False, f"{type(exc).__name__}: {exc}")
+
+
+AIRFLOW_COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
+
+
+def check_airflow(settings: Settings, timeout_s: float = 3.0) -> Check:
+    """Airflow's /api/v2/monitor/health reports every component healthy."""
+    url = f"{settings.airflow.base_url}/api/v2/monitor/health"
+    try:
+        body = requests.get(url, timeout=timeout_s).json()
+    except (requests.RequestException, ValueError) as exc:
+        return Check("airflow", False, f"{type(exc).__name__}: {exc}")
+    states = {c: (body.get(c) or {}).get("status", "missing") for c in AIRFLOW_COMPONENTS}
+    bad = {c: s for c, s in states.items() if s != "healthy"}
+    if bad:
+        return Check("airflow", False, ", ".join(f"{c}={s}" for c, s in bad.items()))
+    return Check("airflow", True, "all healthy: " + ", ".join(AIRFLOW_COMPONENTS))
+
+
+def check_all(settings: Settings) -> list[Check]:
+    """Every service the stack runs."""
+    return [check_kafka(settings), check_mongo(settings), check_airflow(settings)]

@@ -1,0 +1,321 @@
+"""The local stack without Docker: `python -m infra.stack up|down|status|logs|running`.
+
+supervisord runs every service (Kafka controller + two brokers, the MongoDB-wire server unless
+`MONGO_URI` points elsewhere, Airflow's four processes); this module renders its config, prepares
+state (Kafka storage, Airflow's metadata DB), waits until everything is healthy, creates the topics
+and prints where everything is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from headwater.kafka_admin import admin_client, ensure_topics
+from headwater.settings import Settings, get_settings
+from infra import airflow as airflow_proc
+from infra import kafka_cluster, mongo_server, supervisor
+from infra.health import Check, check_all
+from infra.supervisor import Program
+
+log = logging.getLogger("headwater.stack")
+
+VENV_BIN = Path(sys.executable).parent
+
+
+class StackError(RuntimeError):
+    """The stack could not be brought to the requested state."""
+
+
+def programs(settings: Settings) -> list[Program]:
+    """Every long-running process of the stack, in start order."""
+    result = [
+        Program(
+            node.name,
+            kafka_cluster.node_command(settings, node),
+            priority=10 if node.role == "controller" else 20,
+            start_s=5,
+        )
+        for node in kafka_cluster.kafka_nodes(settings)
+    ]
+    if settings.mongo.embedded:
+        result.append(Program("mongo", mongo_server.server_command(settings), priority=10))
+    for name, argv in airflow_proc.airflow_programs(settings).items():
+        result.append(Program(name, argv, priority=50, start_s=5))
+    return result
+
+
+def missing_installs(settings: Settings) -> list[str]:
+    """What `make install` has not put in place yet."""
+    missing = []
+    if not (settings.stack.cache_dir / "kafka" / "libs").is_dir():
+        missing.append("Kafka jars (.cache/kafka/libs)")
+    if settings.mongo.embedded and not mongo_server.is_built(settings):
+        missing.append("MongoDB-wire server (.cache/mongo-server)")
+    if not (VENV_BIN / "airflow").exists():
+        missing.append("Python virtualenv with Airflow (.venv)")
+    return missing
+
+
+def stack_env(settings: Settings) -> dict[str, str]:
+    """Environment every supervised process inherits."""
+    env = dict(os.environ)
+    env.update(airflow_proc.airflow_env(settings))
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _say(message: str) -> None:
+    print(f"[stack] {message}", flush=True)
+
+
+def up(settings: Settings) -> None:
+    """Start (or complete) the stack and return once every service is healthy."""
+    started = time.monotonic()
+    missing = missing_installs(settings)
+    if missing:
+        raise StackError("not installed: " + "; ".join(missing) + " (run `make install`)")
+    for path in (settings.stack.log_dir, settings.stack.data_dir):
+        path.mkdir(parents=True, exist_ok=True)
+
+    kafka_cluster.write_configs(settings)
+    formatted = kafka_cluster.format_storage(settings)
+    if formatted:
+        _say(f"formatted Kafka storage for {', '.join(formatted)}")
+    env = stack_env(settings)
+    _say("preparing Airflow metadata database")
+    airflow_proc.prepare_airflow(settings, env)
+
+    conf = supervisor.config_path(settings)
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(supervisor.render_config(settings, programs(settings)))
+    if supervisor.is_running(settings):
+        _say("supervisord already running: applying config and starting anything stopped")
+        _supervisorctl(settings, "update")
+        _supervisorctl(settings, "start", "all", check=False)
+    else:
+        _say(f"starting supervisord ({conf})")
+        subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(conf)], env=env, check=True)
+
+    wait_healthy(settings, settings.stack.start_timeout_s)
+    created = ensure_topics(
+        admin_client(settings),
+        settings.kafka.topics,
+        settings.kafka.partitions,
+        settings.kafka.replication_factor,
+    )
+    if created:
+        _say(f"created topics {', '.join(created)}")
+    _say(f"healthy in {time.monotonic() - started:.1f}s")
+    print_summary(settings)
+
+
+def _supervisorctl(settings: Settings, *args: str, check: bool = True) -> str:
+    cmd = [str(VENV_BIN / "supervisorctl"), "-c", str(supervisor.config_path(settings)), *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    if check and result.returncode != 0:
+        raise StackError(f"{' '.join(args)} failed: {result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def wait_healthy(settings: Settings, timeout_s: float) -> list[Check]:
+    """Poll every probe until all pass; print each change so a long start shows progress."""
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, str] = {}
+    while True:
+        checks = check_all(settings)
+        for check in checks:
+            state = f"{'ok' if check.ok else 'waiting'}: {check.detail}"
+            if last.get(check.name) != state:
+                _say(f"{check.name} {state}")
+                last[check.name] = state
+        if all(c.ok for c in checks):
+            return checks
+        if time.monotonic() > deadline:
+            bad = [c for c in checks if not c.ok]
+            details = "; ".join(f"{c.name}: {c.detail}" for c in bad)
+            raise StackError(
+                f"not healthy after {timeout_s:.0f}s: {details} (logs in {settings.stack.log_dir})"
+            )
+        time.sleep(2)
+
+
+def stack_pids(settings: Settings) -> dict[str, int]:
+    """PID of supervisord and of every running program (name -> pid)."""
+    pids: dict[str, int] = {}
+    pid_file = supervisor.pid_path(settings)
+    if pid_file.exists():
+        pid = int(pid_file.read_text().strip() or 0)
+        if pid > 0 and alive(pid):
+            pids["supervisord"] = pid
+    if supervisor.is_running(settings):
+        for info in supervisor.process_info(settings):
+            if int(info["pid"]):  # type: ignore[call-overload]
+                pids[str(info["name"])] = int(info["pid"])  # type: ignore[call-overload]
+    return pids
+
+
+def descendants(pids: list[int]) -> set[int]:
+    """`pids` and every process below them, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [p for p in pids if p > 0]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    # A zombie has exited; it only waits for its parent to read its status.
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+def down(settings: Settings, timeout_s: float = 150.0) -> None:
+    """Stop every program and supervisord; SIGKILL (by PID) whatever outlives the timeout."""
+    pids = descendants(list(stack_pids(settings).values()))
+    if supervisor.is_running(settings):
+        _say("stopping all services")
+        supervisor.rpc(settings).supervisor.shutdown()
+    elif not pids:
+        _say("stack is not running")
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.5)
+    leftover = [p for p in pids if alive(p)]
+    for pid in leftover:
+        os.kill(pid, signal.SIGKILL)
+    if leftover:
+        _say(f"killed {len(leftover)} processes that did not stop in {timeout_s:.0f}s: {leftover}")
+    supervisor.socket_path(settings).unlink(missing_ok=True)
+    _say("stopped")
+
+
+def program_pid(settings: Settings, name: str) -> int:
+    """PID of one running program (0 when it is not running)."""
+    return int(supervisor.rpc(settings).supervisor.getProcessInfo(name)["pid"])
+
+
+def kill_program(settings: Settings, name: str, hold_down: bool = True) -> int:
+    """SIGKILL one program by its PID (a crash, not a shutdown); returns the PID killed.
+
+    With `hold_down` the supervisor is told to leave it stopped, so a test can observe the stack
+    without it until `start_program`; otherwise the supervisor restarts it, as in production.
+    """
+    pid = program_pid(settings, name)
+    if pid <= 0:
+        raise StackError(f"{name} is not running")
+    os.kill(pid, signal.SIGKILL)
+    if hold_down:
+        deadline = time.monotonic() + 30
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            supervisor.rpc(settings).supervisor.stopProcess(name, True)
+        except Exception as exc:  # noqa: BLE001 - "not running" here just means it is down already
+            log.info("stop after kill name=%s: %s", name, exc)
+    return pid
+
+
+def start_program(settings: Settings, name: str) -> int:
+    """Start one stopped program and return its new PID."""
+    rpc = supervisor.rpc(settings, timeout_s=120)
+    if rpc.supervisor.getProcessInfo(name)["statename"] != "RUNNING":
+        rpc.supervisor.startProcess(name, True)
+    return program_pid(settings, name)
+
+
+def status(settings: Settings) -> bool:
+    """Print each program's state and each health check; True when all is well."""
+    ok = True
+    if supervisor.is_running(settings):
+        for info in supervisor.process_info(settings):
+            print(f"{info['name']:<24} {info['statename']:<10} {info['description']}")
+            ok = ok and info["statename"] == "RUNNING"
+    else:
+        print("supervisord is not running (make up starts the stack)")
+        ok = False
+    for check in check_all(settings):
+        print(f"health {check.name:<17} {'ok  ' if check.ok else 'FAIL'} {check.detail}")
+        ok = ok and check.ok
+    return ok
+
+
+def print_summary(settings: Settings) -> None:
+    """Where everything is, for the person who just ran `make up`."""
+    a, k, m = settings.airflow, settings.kafka, settings.mongo
+    embedded = " (embedded server)" if m.embedded else ""
+    print(
+        f"""
+Headwater stack is up ({settings.stack.run_dir})
+  Airflow UI     {a.base_url}   login {a.user} / {a.password.get_secret_value()}
+  Kafka          {k.bootstrap_servers} (controller {k.host}:{k.controller_port})
+  MongoDB        {m.uri} database {m.db}{embedded}
+  mongosh        make mongosh
+  Topics         {", ".join(settings.kafka.topics)}
+  Logs           {settings.stack.log_dir}  (make logs)
+  Status / stop  make status / make down
+""",
+        flush=True,
+    )
+
+
+def logs(settings: Settings) -> None:
+    """Follow every service's log."""
+    files = sorted(str(p) for p in settings.stack.log_dir.glob("*.log"))
+    if not files:
+        print(f"no logs in {settings.stack.log_dir}")
+        return
+    os.execvp("tail", ["tail", "-n", "20", "-F", *files])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status", "logs", "running", "pids"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    try:
+        if args.command == "up":
+            up(settings)
+        elif args.command == "down":
+            down(settings)
+        elif args.command == "status":
+            return 0 if status(settings) else 1
+        elif args.command == "logs":
+            logs(settings)
+        elif args.command == "running":
+            return 0 if supervisor.is_running(settings) else 1
+        elif args.command == "pids":
+            for name, pid in stack_pids(settings).items():
+                print(name, pid)
+    except StackError as exc:
+        print(f"[stack] error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
