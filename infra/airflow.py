@@ -13,6 +13,7 @@ before it can be built) and ends up in process-supervisor configs and `ps` outpu
 from __future__ import annotations
 
 import base64
+import importlib.metadata
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 # The venv's `airflow` console script, next to the interpreter that runs the stack (not resolved:
 # the venv's python is a symlink to the base interpreter, whose bin dir has no airflow).
 AIRFLOW_BIN = Path(sys.executable).parent / "airflow"
+# What /api/v2/monitor/health reports; airflow_health adds "execution_api".
 HEALTH_COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
 _SECRET_NAMES = ("secret_key", "jwt_secret", "fernet_key")
 
@@ -142,6 +144,10 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         # Tasks reach the API server's execution API with a JWT the scheduler signs with
         # [api_auth] jwt_secret (from airflow.cfg): same secret everywhere or every task fails.
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{a.base_url}/execution/",
+        # Task SDK -> execution API request timeout (default 5 s). On a busy 2-core box a call can
+        # outlast 5 s (the first one after an API-server start takes ~5-8 s); each timeout costs a
+        # retry with backoff and the server still does the work, so give it headroom instead.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         "AIRFLOW__API__HOST": a.host,
         "AIRFLOW__API__PORT": str(a.port),
         "AIRFLOW__API__WORKERS": "1",
@@ -200,7 +206,8 @@ def load_or_create_secrets(settings: Settings) -> dict[str, str]:
     if missing:
         fresh = {
             "secret_key": secrets.token_urlsafe(32),
-            "jwt_secret": secrets.token_urlsafe(32),
+            # JWTs are signed with HS512, which wants a key of at least 64 bytes (RFC 7518 3.2).
+            "jwt_secret": secrets.token_urlsafe(64),
             # A Fernet key is 32 random bytes, url-safe base64 encoded.
             "fernet_key": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         }
@@ -245,7 +252,7 @@ def prepare_airflow(settings: Settings, env: dict[str, str]) -> None:
 
     Creates the directories, the secrets (secrets.json -> $AIRFLOW_HOME/airflow.cfg), the auth
     manager's passwords file with settings.airflow.password, switches a SQLite metadata DB to WAL
-    and runs `airflow db migrate` with `env`.
+    and runs `airflow db migrate` with `env` (skipped when already done, see `migrate_db`).
     """
     home = Path(env.get("AIRFLOW_HOME", airflow_home(settings)))
     data = airflow_data_dir(settings)
@@ -273,16 +280,62 @@ def prepare_airflow(settings: Settings, env: dict[str, str]) -> None:
         _write_private(pw_file, json.dumps(users) + "\n")
 
     conn = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", sql_alchemy_conn(settings))
-    if conn.startswith("sqlite:///"):
+    db_file = _sqlite_file(conn)
+    if db_file is not None:
         # Four processes plus task workers write this file; with the default rollback journal
         # readers block writers and "database is locked" follows. WAL mode persists in the file.
-        db_file = Path(conn.removeprefix("sqlite:///").partition("?")[0])
         db_file.parent.mkdir(parents=True, exist_ok=True)
         with closing(sqlite3.connect(db_file)) as db:
             db.execute("PRAGMA journal_mode=WAL")
+    migrate_db(settings, env, conn)
 
+
+def _sqlite_file(conn: str) -> Path | None:
+    """The database file of a sqlite:////abs/path URL, None for any other database."""
+    if not conn.startswith("sqlite:///") or conn.startswith("sqlite:///:memory:"):
+        return None
+    return Path(conn.removeprefix("sqlite:///").partition("?")[0])
+
+
+def _sqlite_revision(db_file: Path) -> str | None:
+    """The Alembic revision a SQLite metadata DB is at, None when there is none (yet)."""
+    if not db_file.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row else None
+
+
+def migrate_db(settings: Settings, env: dict[str, str], conn: str) -> None:
+    """`airflow db migrate`, skipped for a SQLite DB this Airflow version already migrated.
+
+    The CLI costs ~10 s even with nothing to do (importing Airflow alone is ~4 s), so the revision
+    reached is recorded and compared with the DB's alembic_version on the next start. Any other
+    database (or a changed Airflow version) always gets the real command, which is idempotent.
+    """
+    marker = airflow_data_dir(settings) / "migrated.json"
+    db_file = _sqlite_file(conn)
+    stamp = {"airflow": _airflow_version(), "conn": conn}
+    if db_file is not None and marker.exists():
+        recorded = json.loads(marker.read_text())
+        current = _sqlite_revision(db_file)
+        if current and recorded == {**stamp, "revision": current}:
+            log.info("Airflow metadata DB already at %s; skipping db migrate", current)
+            return
     _run_airflow(["db", "migrate"], env, timeout_s=settings.stack.start_timeout_s)
+    if db_file is not None and (revision := _sqlite_revision(db_file)):
+        _write_private(marker, json.dumps({**stamp, "revision": revision}) + "\n")
     log.info("Airflow metadata DB migrated (%s)", conn.split("://")[0])
+
+
+def _airflow_version() -> str:
+    try:
+        return importlib.metadata.version("apache-airflow-core")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _http_json(request: urllib.request.Request, timeout_s: float) -> Any:
@@ -291,16 +344,28 @@ def _http_json(request: urllib.request.Request, timeout_s: float) -> Any:
 
 
 def airflow_health(settings: Settings, timeout_s: float = 5) -> dict[str, str]:
-    """Component -> status from the API server's /api/v2/monitor/health (no login needed).
+    """Component -> status: /api/v2/monitor/health (no login needed) plus the execution API.
 
     A component that never reported (e.g. a triggerer that has not started) is "unknown".
+    "execution_api" is what tasks call: its first request after an API-server start builds the
+    versioned app (~5 s, blocking the server), which is exactly the task SDK's request timeout, so
+    the first task would time out and retry. Polling this until "healthy" takes that hit up front.
     Raises OSError (urllib's URLError) when the API server does not answer.
     """
-    url = f"{settings.airflow.base_url}/api/v2/monitor/health"
-    body = _http_json(urllib.request.Request(url), timeout_s)
-    return {
+    base = settings.airflow.base_url
+    body = _http_json(urllib.request.Request(f"{base}/api/v2/monitor/health"), timeout_s)
+    health = {
         name: str((body.get(name) or {}).get("status") or "unknown") for name in HEALTH_COMPONENTS
     }
+    try:
+        execution = _http_json(urllib.request.Request(f"{base}/execution/health"), timeout_s)
+        health["execution_api"] = str(execution.get("status") or "unknown")
+    except TimeoutError:
+        health["execution_api"] = "starting"
+    except OSError as exc:
+        starting = isinstance(getattr(exc, "reason", None), TimeoutError)
+        health["execution_api"] = "starting" if starting else "unhealthy"
+    return health
 
 
 def airflow_token(settings: Settings, timeout_s: float = 10) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import requests
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from headwater.kafka_admin import admin_client, cluster_brokers, partition_states
 from headwater.settings import Settings
+from infra.airflow import HEALTH_COMPONENTS, airflow_health
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ def check_kafka(settings: Settings, timeout_s: float = 3.0) -> Check:
     """Both brokers are in the cluster metadata and no partition is offline or under-replicated."""
     expected = len(settings.kafka.broker_ports)
     try:
-        admin = admin_client(settings)
+        # librdkafka logs every refused connection while brokers start; the Check says it once.
+        admin = admin_client(settings, log_level="0")
         brokers = set(cluster_brokers(admin, timeout_s).values())
         if len(brokers) != expected:
             return Check(
@@ -56,21 +57,19 @@ def check_mongo(settings: Settings, timeout_s: float = 3.0) -> Check:
         return Check("mongo", False, f"{type(exc).__name__}: {exc}")
 
 
-AIRFLOW_COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
+AIRFLOW_COMPONENTS = HEALTH_COMPONENTS
 
 
-def check_airflow(settings: Settings, timeout_s: float = 3.0) -> Check:
-    """Airflow's /api/v2/monitor/health reports every component healthy."""
-    url = f"{settings.airflow.base_url}/api/v2/monitor/health"
+def check_airflow(settings: Settings, timeout_s: float = 10.0) -> Check:
+    """Every Airflow component is healthy and the execution API (what tasks call) answers."""
     try:
-        body = requests.get(url, timeout=timeout_s).json()
-    except (requests.RequestException, ValueError) as exc:
+        states = airflow_health(settings, timeout_s)
+    except (OSError, ValueError) as exc:
         return Check("airflow", False, f"{type(exc).__name__}: {exc}")
-    states = {c: (body.get(c) or {}).get("status", "missing") for c in AIRFLOW_COMPONENTS}
     bad = {c: s for c, s in states.items() if s != "healthy"}
     if bad:
         return Check("airflow", False, ", ".join(f"{c}={s}" for c, s in bad.items()))
-    return Check("airflow", True, "all healthy: " + ", ".join(AIRFLOW_COMPONENTS))
+    return Check("airflow", True, "all healthy: " + ", ".join(states))
 
 
 def check_all(settings: Settings) -> list[Check]:

@@ -47,7 +47,7 @@ def programs(settings: Settings) -> list[Program]:
     if settings.mongo.embedded:
         result.append(Program("mongo", mongo_server.server_command(settings), priority=10))
     for name, argv in airflow_proc.airflow_programs(settings).items():
-        result.append(Program(name, argv, priority=50, start_s=5))
+        result.append(Program(name, argv, priority=50, start_s=5, stop_as_group=False))
     return result
 
 
@@ -228,10 +228,10 @@ def kill_program(settings: Settings, name: str, hold_down: bool = True) -> int:
     if pid <= 0:
         raise StackError(f"{name} is not running")
     os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
     if hold_down:
-        deadline = time.monotonic() + 30
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
         try:
             supervisor.rpc(settings).supervisor.stopProcess(name, True)
         except Exception as exc:  # noqa: BLE001 - "not running" here just means it is down already
@@ -247,13 +247,33 @@ def start_program(settings: Settings, name: str) -> int:
     return program_pid(settings, name)
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MiB."""
+    total_kib = 0
+    for proc in descendants([pid]):
+        try:
+            status_text = Path(f"/proc/{proc}/status").read_text()
+        except OSError:
+            continue
+        for line in status_text.splitlines():
+            if line.startswith("VmRSS:"):
+                total_kib += int(line.split()[1])
+    return total_kib / 1024
+
+
 def status(settings: Settings) -> bool:
-    """Print each program's state and each health check; True when all is well."""
+    """Print each program's state, memory and each health check; True when all is well."""
     ok = True
     if supervisor.is_running(settings):
+        total = 0.0
         for info in supervisor.process_info(settings):
-            print(f"{info['name']:<24} {info['statename']:<10} {info['description']}")
-            ok = ok and info["statename"] == "RUNNING"
+            pid = int(info["pid"])  # type: ignore[call-overload]
+            rss = rss_mib(pid) if pid else 0.0
+            total += rss
+            name, state = info["name"], info["statename"]
+            print(f"{name:<24} {state:<10} {rss:7.0f} MiB  {info['description']}")
+            ok = ok and state == "RUNNING"
+        print(f"{'all services':<35} {total:7.0f} MiB resident")
     else:
         print("supervisord is not running (make up starts the stack)")
         ok = False

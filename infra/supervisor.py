@@ -25,6 +25,9 @@ class Program:
     cwd: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
     start_s: int = 3
+    # Airflow's processes stop their own children on SIGTERM; signalling the whole group at once
+    # makes forked workers die mid-task. killasgroup still applies to the SIGKILL fallback.
+    stop_as_group: bool = True
 
 
 def socket_path(settings: Settings) -> Path:
@@ -77,8 +80,8 @@ def render_config(settings: Settings, programs: list[Program]) -> str:
             f"startsecs={program.start_s}",
             "startretries=10",
             f"stopwaitsecs={program.stop_wait_s}",
-            # Airflow forks workers and gunicorn forks its app: stop and kill the whole group.
-            "stopasgroup=true",
+            # Whatever a program forked dies with it if it outlives the stop timeout.
+            f"stopasgroup={str(program.stop_as_group).lower()}",
             "killasgroup=true",
             "redirect_stderr=true",
             f"stdout_logfile={log_dir / (program.name + '.log')}",

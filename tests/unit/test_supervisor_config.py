@@ -25,7 +25,7 @@ def test_each_program_gets_a_section_with_restart_policy_and_log(tmp_path: Path)
     for program in programs:
         section = conf[f"program:{program.name}"]
         assert section["autorestart"] == "true"
-        assert section["stopasgroup"] == "true" and section["killasgroup"] == "true"
+        assert section["killasgroup"] == "true"
         assert section["stdout_logfile"] == str(tmp_path / "logs" / f"{program.name}.log")
         assert section["priority"] == str(program.priority)
     assert conf["unix_http_server"]["file"] == str(tmp_path / "supervisor.sock")

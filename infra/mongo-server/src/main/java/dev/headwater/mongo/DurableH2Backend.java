@@ -3,9 +3,14 @@ package dev.headwater.mongo;
 import java.util.List;
 import java.util.Locale;
 import java.util.Set;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.ReentrantLock;
 
 import org.h2.mvstore.MVStore;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import de.bwaldvogel.mongo.backend.h2.H2Backend;
 import de.bwaldvogel.mongo.bson.Document;
@@ -14,18 +19,26 @@ import io.netty.channel.Channel;
 /**
  * H2Backend whose acknowledged writes are on disk.
  *
- * <p>Every client command (OP_MSG and OP_QUERY "$cmd" alike) reaches {@link #handleCommand}; the
- * reply is written to the socket only after it returns. So a command that may change data runs
- * under one lock and, before returning, commits the MVStore (writes a new chunk) and fsyncs the
- * file: acknowledged == durable, at the cost of one commit + fsync per write command (not per
- * document; an insert_many batch of 1000 costs one fsync).
+ * <p>Every client command (OP_MSG and OP_QUERY "$cmd" alike) reaches {@link #handleCommand}, and
+ * the reply is written to the socket only after it returns. A command that may change data runs
+ * under {@code writeLock}; before it returns, the MVStore is committed (a new chunk is written) and
+ * the file is fsynced, so acknowledged == durable. One commit + fsync per write command, not per
+ * document (an insert_many batch of 1000 costs one fsync). Group commit: while one thread fsyncs,
+ * other writers keep executing; the next commit covers all of them at once.
  *
- * <p>Why a lock: the MVStore is opened with auto-commit disabled, so only this class commits. A
- * commit snapshots every map (documents and each index are separate maps); serialising the
- * writers guarantees that snapshot falls between two commands, never half-way through one (e.g. a
- * unique-index entry stored without its document). Read-only commands skip the lock.
+ * <p>Why the lock: the MVStore runs with auto-commit disabled, so only this class commits. A commit
+ * snapshots every map (documents and each index are separate maps); taking it under the lock that
+ * serialises writers guarantees the snapshot falls between two commands, never half-way through one
+ * (e.g. a unique-index entry stored without its document). Read-only commands skip the lock.
+ *
+ * <p>Why housekeeping: with auto-commit disabled MVStore's background thread (which normally
+ * compacts) does not run, and one small chunk per command leaves many sparsely used chunks, so the
+ * file and every commit grow. A scheduled task rewrites live pages out of sparse chunks, under the
+ * same lock and commit path as a write command.
  */
 final class DurableH2Backend extends H2Backend {
+
+    private static final Logger log = LoggerFactory.getLogger(DurableH2Backend.class);
 
     /** Commands (lower case) that never change stored data; everything else is treated as a write. */
     private static final Set<String> READ_ONLY_COMMANDS = Set.of(
@@ -35,12 +48,33 @@ final class DurableH2Backend extends H2Backend {
         "getcmdlineopts", "getfreemonitoringstatus", "getparameter", "getlasterror",
         "replsetgetstatus", "listcommands");
 
+    static final int COMPACT_TARGET_FILL_RATE = Integer.getInteger("headwater.compactFillRate", 50);
+    static final int COMPACT_WRITE_LIMIT = Integer.getInteger("headwater.compactWriteBytes", 4 << 20);
+    static final int COMPACT_EVERY_MS = Integer.getInteger("headwater.compactEveryMs", 2000);
+
     private final MVStore store;
+    /** Serialises write commands and commits. */
     private final ReentrantLock writeLock = new ReentrantLock();
+    /** One committer (commit + fsync) at a time. */
+    private final Object syncMonitor = new Object();
+    /** Write commands executed so far; guarded by writeLock. */
+    private long executed;
+    /** Write commands known to be on disk; guarded by syncMonitor. */
+    private long durable;
+    private final ScheduledExecutorService housekeeping =
+        Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "headwater-mvstore-housekeeping");
+            t.setDaemon(true);
+            return t;
+        });
 
     DurableH2Backend(MVStore store) {
         super(store);
         this.store = store;
+        if (COMPACT_EVERY_MS > 0) {
+            housekeeping.scheduleWithFixedDelay(this::compact, COMPACT_EVERY_MS, COMPACT_EVERY_MS,
+                TimeUnit.MILLISECONDS);
+        }
     }
 
     @Override
@@ -48,24 +82,59 @@ final class DurableH2Backend extends H2Backend {
         if (isReadOnly(command, query)) {
             return super.handleCommand(channel, databaseName, command, query);
         }
+        long seq;
         writeLock.lock();
         try {
             return super.handleCommand(channel, databaseName, command, query);
         } finally {
-            // Also after a failed command: whatever it changed in memory is visible to readers now,
-            // so it must be on disk too. If commit/sync throws, the client gets an error, not an ack.
-            try {
-                commitAndSync();
-            } finally {
-                writeLock.unlock();
-            }
+            seq = ++executed;
+            writeLock.unlock();
+            // Also after a failed command: whatever it changed in memory is visible to readers,
+            // so it must reach the disk too. If commit/fsync throws, the client gets an error.
+            awaitDurable(seq);
         }
     }
 
-    private void commitAndSync() {
-        if (store.hasUnsavedChanges()) {
-            store.commit(); // with auto-commit disabled this writes the chunk synchronously
-            store.sync();   // FileChannel.force(true)
+    /** Returns once write command number {@code seq} is committed and fsynced. */
+    private void awaitDurable(long seq) {
+        synchronized (syncMonitor) {
+            if (durable >= seq) {
+                return; // a group commit by another thread covered it
+            }
+            long upTo;
+            boolean committed = false;
+            writeLock.lock();
+            try {
+                upTo = executed;
+                if (store.hasUnsavedChanges()) {
+                    store.commit(); // auto-commit disabled: writes the chunk synchronously
+                    committed = true;
+                }
+            } finally {
+                writeLock.unlock();
+            }
+            if (committed) {
+                store.sync(); // FileChannel.force(true), outside writeLock so writers go on
+            }
+            durable = upTo;
+        }
+    }
+
+    private void compact() {
+        try {
+            long seq;
+            writeLock.lock();
+            try {
+                if (!store.compact(COMPACT_TARGET_FILL_RATE, COMPACT_WRITE_LIMIT)) {
+                    return;
+                }
+                seq = ++executed;
+            } finally {
+                writeLock.unlock();
+            }
+            awaitDurable(seq);
+        } catch (RuntimeException e) {
+            log.warn("MVStore compaction failed", e);
         }
     }
 
@@ -91,11 +160,14 @@ final class DurableH2Backend extends H2Backend {
 
     @Override
     public void close() {
-        writeLock.lock();
-        try {
-            super.close(); // MVStore.close(): final commit + clean-shutdown marker
-        } finally {
-            writeLock.unlock();
+        housekeeping.shutdownNow();
+        synchronized (syncMonitor) {
+            writeLock.lock();
+            try {
+                super.close(); // MVStore.close(): final commit + clean-shutdown marker
+            } finally {
+                writeLock.unlock();
+            }
         }
     }
 }

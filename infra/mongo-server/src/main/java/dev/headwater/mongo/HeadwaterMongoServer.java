@@ -69,6 +69,10 @@ public final class HeadwaterMongoServer {
             .fileName(dataFile.toString())
             .autoCommitDisabled()
             .open();
+        Integer retention = Integer.getInteger("headwater.retentionMs"); // EXPERIMENT
+        if (retention != null) {
+            store.setRetentionTime(retention);
+        }
         DurableH2Backend backend = new DurableH2Backend(store);
         backend.version(REPORTED_VERSION);
 
