@@ -67,8 +67,23 @@ class KafkaSettings(BaseSettings):
     replication_factor: int = 2
     # One broker may be lost while acks=all still waits for every replica that is in sync.
     min_insync_replicas: int = 1
-    topics: list[str] = Field(default_factory=lambda: ["devices", "user-events"])
     consumer_group: str = "headwater-consumer"
+    # Producer: how long a message may stay undelivered before the produce fails, and its batching.
+    delivery_timeout_ms: int = 120_000
+    compression: str = "lz4"
+    linger_ms: int = 20
+
+    def producer_config(self) -> dict[str, str | int | bool]:
+        """librdkafka settings of every Headwater producer: nothing lost, nothing doubled."""
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            "acks": "all",
+            # Off by default in confluent-kafka: without it a retried batch can be written twice.
+            "enable.idempotence": True,
+            "compression.type": self.compression,
+            "linger.ms": self.linger_ms,
+            "message.timeout.ms": self.delivery_timeout_ms,
+        }
 
     @property
     def broker_ports(self) -> list[int]:
@@ -125,10 +140,27 @@ class ServiceSettings(BaseSettings):
 
     model_config = _config("HEADWATER_")
 
+    host: str = "127.0.0.1"
     flask_port: int = 5000
     external_api_port: int = 5001
     consumer_port: int = 8001
+    # Write routes of the user-events API require this in the X-API-Key header.
     api_key: SecretStr = SecretStr("dev-key")
+    # Events API limits: events per POST /events/batch and bytes per request body.
+    events_batch_limit: int = 500
+    events_max_body_bytes: int = 1_048_576
+    # The external-API stand-in: its data folder, default page size (a BATCH_SIZE) and maximum.
+    standin_data_dir: Path = REPO_ROOT / "producer" / "standin" / "data"
+    page_size: int = 500
+    max_page_size: int = 5000
+    # Devices of the deterministic simulator (spread over the four device types).
+    simulator_devices: int = 8
+    gunicorn_workers: int = 2
+
+    @field_validator("standin_data_dir")
+    @classmethod
+    def _relative_to_repo(cls, value: Path) -> Path:
+        return value if value.is_absolute() else REPO_ROOT / value
 
 
 class Settings(BaseSettings):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from headwater.kafka_admin import admin_client, ensure_topics
 from headwater.settings import Settings, get_settings
+from headwater.sources import pipeline_topics
 from infra import airflow as airflow_proc
 from infra import kafka_cluster, mongo_server, supervisor
 from infra.health import Check, check_all
@@ -106,7 +107,7 @@ def up(settings: Settings) -> None:
     wait_healthy(settings, settings.stack.start_timeout_s)
     created = ensure_topics(
         admin_client(settings),
-        settings.kafka.topics,
+        pipeline_topics(),
         settings.kafka.partitions,
         settings.kafka.replication_factor,
     )
@@ -294,7 +295,7 @@ Headwater stack is up ({settings.stack.run_dir})
   Kafka          {k.bootstrap_servers} (controller {k.host}:{k.controller_port})
   MongoDB        {m.uri} database {m.db}{embedded}
   mongosh        make mongosh
-  Topics         {", ".join(settings.kafka.topics)}
+  Topics         {", ".join(pipeline_topics())}
   Logs           {settings.stack.log_dir}  (make logs)
   Status / stop  make status / make down
 """,

@@ -9,6 +9,7 @@ from confluent_kafka import Consumer, Producer
 
 from headwater.kafka_admin import admin_client, cluster_brokers, partition_states
 from headwater.settings import Settings
+from headwater.sources import pipeline_topics
 from infra import stack
 
 
@@ -88,8 +89,8 @@ def test_cluster_metadata_shows_exactly_two_brokers(live_stack: Settings) -> Non
 
 
 def test_pipeline_topics_have_rf2_and_full_isr(live_stack: Settings) -> None:
-    states = partition_states(admin_client(live_stack), live_stack.kafka.topics)
-    assert {s.topic for s in states} == set(live_stack.kafka.topics)
+    states = partition_states(admin_client(live_stack), pipeline_topics())
+    assert {s.topic for s in states} == set(pipeline_topics())
     for state in states:
         assert len(state.replicas) == 2, state
         assert sorted(state.isr) == sorted(state.replicas), state

@@ -1,0 +1,247 @@
+"""Pull exactly one window of a declared source over HTTP, page by page, retrying the transient."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+
+from headwater.settings import Settings
+from headwater.sources import Source, get_path, in_window, parse_time, window_params
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+
+
+class SourceError(RuntimeError):
+    """The source refused the request (4xx) or answered something that is not a page of records."""
+
+
+class SourceUnavailable(RuntimeError):
+    """The source stayed unreachable or failing (5xx, timeouts) through every retry."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard a pull tries before giving up on a page."""
+
+    attempts: int = 6
+    base_delay_s: float = 0.5
+    max_delay_s: float = 30.0
+    # A Retry-After longer than this is not waited for: the run fails and Airflow retries later.
+    max_retry_after_s: float = 120.0
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+
+
+@dataclass
+class PullStats:
+    """What one pull did, for logs and for the task's return value."""
+
+    pages: int = 0
+    records: int = 0
+    outside_window: int = 0
+    retries: int = 0
+    last_event_time: datetime | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+# ---- pure decisions ---------------------------------------------------------------------------
+
+
+def backoff_delay(attempt: int, policy: RetryPolicy) -> float:
+    """Capped exponential backoff before retry number `attempt` (1-based)."""
+    return min(policy.max_delay_s, policy.base_delay_s * 2 ** (attempt - 1))
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait per a Retry-After header (delta-seconds or HTTP-date); None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def page_params(
+    source: Source, since: datetime, until: datetime, cursor: str | None, page: int
+) -> dict[str, str]:
+    """Query parameters of one page request."""
+    params = window_params(source, since, until)
+    spec = source.pagination
+    if spec.style == "none":
+        return params
+    params[spec.limit_param] = str(spec.page_size)
+    if spec.style == "cursor" and cursor:
+        params[spec.cursor_param] = cursor
+    if spec.style == "page":
+        params[spec.page_param] = str(page)
+    return params
+
+
+def extract_page(source: Source, body: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """Records and the next cursor from one response body."""
+    records = get_path(body, source.records_path)
+    if not isinstance(records, list):
+        raise SourceError(f"source {source.name}: response has no list at {source.records_path!r}")
+    next_cursor = None
+    if source.pagination.style == "cursor":
+        found = get_path(body, source.pagination.next_cursor_path)
+        next_cursor = str(found) if found else None
+    return records, next_cursor
+
+
+def has_more(source: Source, records: list[Any], next_cursor: str | None) -> bool:
+    """Whether another page must be requested after this one."""
+    style = source.pagination.style
+    if style == "cursor":
+        return next_cursor is not None
+    if style == "page":
+        return len(records) >= source.pagination.page_size
+    return False
+
+
+def event_time(source: Source, record: Any) -> datetime | None:
+    """The record's event time, or None when it has none that can be read."""
+    if not isinstance(record, dict):
+        return None
+    try:
+        return parse_time(get_path(record, source.event_time_field), source.event_time_format)
+    except (ValueError, TypeError):
+        return None
+
+
+def auth_headers(source: Source, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The source's auth header, with its value from the environment."""
+    if source.auth is None:
+        return {}
+    env = os.environ if environ is None else environ
+    value = env.get(source.auth.env)
+    if not value:
+        if source.auth.optional:
+            return {}
+        raise SourceError(f"source {source.name}: environment variable {source.auth.env} unset")
+    return {source.auth.header: value}
+
+
+# ---- I/O ---------------------------------------------------------------------------------------
+
+
+def _get_page(
+    session: requests.Session,
+    url: str,
+    params: dict[str, str],
+    headers: dict[str, str],
+    policy: RetryPolicy,
+    stats: PullStats,
+    sleep: Callable[[float], None],
+) -> Any:
+    """GET one page; retry 5xx, timeouts and 429 (honouring Retry-After); raise on other 4xx."""
+    for attempt in range(1, policy.attempts + 1):
+        wait: float | None = None
+        try:
+            resp = session.get(
+                url,
+                params=params,
+                headers=headers,
+                timeout=(policy.connect_timeout_s, policy.read_timeout_s),
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        else:
+            if resp.status_code == 200:
+                try:
+                    return resp.json()
+                except ValueError as exc:
+                    raise SourceError(f"{url}: response is not JSON ({exc})") from exc
+            problem = f"HTTP {resp.status_code}: {resp.text[:300]}"
+            if resp.status_code == 429:
+                wait = parse_retry_after(resp.headers.get("Retry-After"), datetime.now(UTC))
+                if wait is not None and wait > policy.max_retry_after_s:
+                    raise SourceUnavailable(f"{url}: rate limited for {wait:.0f}s ({problem})")
+            elif resp.status_code not in RETRYABLE_STATUS:
+                raise SourceError(f"{url} {params}: {problem}")
+        if attempt == policy.attempts:
+            raise SourceUnavailable(f"{url}: gave up after {attempt} attempts ({problem})")
+        delay = wait if wait is not None else backoff_delay(attempt, policy)
+        stats.retries += 1
+        log.warning(
+            "source retry url=%s attempt=%d delay_s=%.2f problem=%s", url, attempt, delay, problem
+        )
+        sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def pull(
+    source: Source,
+    since: datetime,
+    until: datetime,
+    settings: Settings,
+    *,
+    session: requests.Session | None = None,
+    policy: RetryPolicy | None = None,
+    stats: PullStats | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[dict[str, Any]]:
+    """Yield every record of [since, until) from `source`, following its pagination.
+
+    Records whose event time the source put outside the window are counted and left out; a record
+    whose event time cannot be read is still yielded, so the consumer can quarantine it visibly.
+    """
+    if until <= since:
+        raise ValueError(f"empty or inverted window: {since} .. {until}")
+    policy = policy or RetryPolicy()
+    stats = stats if stats is not None else PullStats()
+    session = session or requests.Session()
+    url = source.url(settings)
+    headers = {"Accept": "application/json", **auth_headers(source)}
+    cursor: str | None = None
+    page = 1
+    seen_cursors: set[str] = set()
+    while True:
+        params = page_params(source, since, until, cursor, page)
+        body = _get_page(session, url, params, headers, policy, stats, sleep)
+        records, next_cursor = extract_page(source, body)
+        stats.pages += 1
+        for record in records:
+            moment = event_time(source, record)
+            if moment is not None:
+                if not in_window(moment, since, until):
+                    stats.outside_window += 1
+                    continue
+                stats.last_event_time = moment
+            stats.records += 1
+            yield record
+        if not has_more(source, records, next_cursor):
+            break
+        if next_cursor is not None:
+            if next_cursor in seen_cursors:
+                raise SourceError(f"source {source.name}: cursor repeated, the source is looping")
+            seen_cursors.add(next_cursor)
+        cursor = next_cursor
+        page += 1
+    log.info(
+        "pull done source=%s since=%s until=%s records=%d pages=%d retries=%d outside_window=%d",
+        source.name,
+        since.isoformat(),
+        until.isoformat(),
+        stats.records,
+        stats.pages,
+        stats.retries,
+        stats.outside_window,
+    )

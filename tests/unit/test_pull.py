@@ -1,0 +1,219 @@
+"""Pulling a window: pagination styles, retries, Retry-After, and what is refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+
+from headwater.settings import Settings
+from headwater.sources import parse_sources
+from producer.kafka_out import INVALID_KEY_PREFIX, encode_value, message_headers, message_key
+from producer.pull import (
+    PullStats,
+    RetryPolicy,
+    SourceError,
+    SourceUnavailable,
+    backoff_delay,
+    parse_retry_after,
+    pull,
+)
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+T1 = T0 + timedelta(minutes=10)
+FAST = RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.05)
+
+
+class FakeResponse:
+    def __init__(self, status: int, body: Any = None, headers: dict | None = None) -> None:
+        self.status_code = status
+        self._body = body
+        self.headers = headers or {}
+        self.text = str(body)
+
+    def json(self) -> Any:
+        if isinstance(self._body, Exception):
+            raise self._body
+        return self._body
+
+
+class FakeSession:
+    """Answers GETs from a script of responses (or exceptions), recording every request."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = list(script)
+        self.requests: list[dict[str, str]] = []
+
+    def get(self, url: str, params: dict, headers: dict, timeout: Any) -> FakeResponse:
+        self.requests.append(dict(params))
+        item = self.script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+def _source(**overrides: Any):
+    spec: dict[str, Any] = {
+        "base_url": "http://127.0.0.1:1",
+        "route": "/r",
+        "key_fields": ["id"],
+        "event_time_field": "ts",
+        "topic": "t",
+    }
+    spec.update(overrides)
+    return parse_sources({"sources": {"s": spec}})["s"]
+
+
+def _rec(i: int, minute: int = 1) -> dict[str, Any]:
+    ts = (T0 + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
+    return {"id": i, "ts": ts}
+
+
+def _run(source: Any, session: FakeSession, sleeps: list[float] | None = None) -> list[Any]:
+    slept = sleeps if sleeps is not None else []
+    return list(
+        pull(source, T0, T1, Settings(), session=session, policy=FAST, sleep=slept.append)  # type: ignore[arg-type]
+    )
+
+
+def test_cursor_pagination_follows_next_cursor_to_the_end() -> None:
+    session = FakeSession(
+        [
+            FakeResponse(200, {"records": [_rec(1), _rec(2)], "next_cursor": "c1"}),
+            FakeResponse(200, {"records": [_rec(3)], "next_cursor": None}),
+        ]
+    )
+    assert [r["id"] for r in _run(_source(), session)] == [1, 2, 3]
+    assert "cursor" not in session.requests[0]
+    assert session.requests[1]["cursor"] == "c1"
+    assert session.requests[0]["since"] == "2026-11-23T09:00:00Z"
+    assert session.requests[0]["until"] == "2026-11-23T09:10:00Z"
+
+
+def test_page_pagination_stops_on_a_short_page() -> None:
+    source = _source(pagination={"style": "page", "page_size": 2})
+    session = FakeSession(
+        [
+            FakeResponse(200, {"records": [_rec(1), _rec(2)]}),
+            FakeResponse(200, {"records": [_rec(3)]}),
+        ]
+    )
+    assert [r["id"] for r in _run(source, session)] == [1, 2, 3]
+    assert [r["page"] for r in session.requests] == ["1", "2"]
+
+
+def test_no_pagination_makes_one_request() -> None:
+    source = _source(pagination={"style": "none"}, records_path="matches")
+    session = FakeSession([FakeResponse(200, {"matches": [_rec(1)]})])
+    assert len(_run(source, session)) == 1
+    assert "limit" not in session.requests[0]
+
+
+def test_500_twice_then_200_completes_with_exact_records() -> None:
+    sleeps: list[float] = []
+    session = FakeSession(
+        [
+            FakeResponse(500, "boom"),
+            requests.ConnectionError("refused"),
+            FakeResponse(200, {"records": [_rec(1)], "next_cursor": None}),
+        ]
+    )
+    assert [r["id"] for r in _run(_source(), session, sleeps)] == [1]
+    assert sleeps == [0.01, 0.02]
+
+
+def test_429_waits_for_retry_after() -> None:
+    sleeps: list[float] = []
+    session = FakeSession(
+        [
+            FakeResponse(429, "slow down", {"Retry-After": "3"}),
+            FakeResponse(200, {"records": [_rec(1)], "next_cursor": None}),
+        ]
+    )
+    assert len(_run(_source(), session, sleeps)) == 1
+    assert sleeps == [3.0]
+
+
+def test_client_error_is_raised_at_once_with_the_answer() -> None:
+    session = FakeSession([FakeResponse(400, {"error": "bad_parameter"})])
+    with pytest.raises(SourceError, match="HTTP 400"):
+        _run(_source(), session)
+    assert len(session.requests) == 1
+
+
+def test_persistent_5xx_gives_up_after_the_policy() -> None:
+    session = FakeSession([FakeResponse(503, "down")] * FAST.attempts)
+    with pytest.raises(SourceUnavailable, match="4 attempts"):
+        _run(_source(), session)
+
+
+def test_records_outside_the_window_are_counted_and_left_out() -> None:
+    stats = PullStats()
+    session = FakeSession(
+        [
+            FakeResponse(
+                200, {"records": [_rec(1, -1), _rec(2, 5), _rec(3, 10)], "next_cursor": None}
+            )
+        ]
+    )
+    got = list(pull(_source(), T0, T1, Settings(), session=session, policy=FAST, stats=stats))  # type: ignore[arg-type]
+    assert [r["id"] for r in got] == [2]
+    assert stats.outside_window == 2
+    assert stats.records == 1
+
+
+def test_record_without_readable_time_is_kept_for_quarantine() -> None:
+    session = FakeSession(
+        [FakeResponse(200, {"records": [{"id": 1, "ts": "garbage"}], "next_cursor": None})]
+    )
+    assert len(_run(_source(), session)) == 1
+
+
+def test_a_repeated_cursor_is_an_error_not_a_loop() -> None:
+    page = FakeResponse(200, {"records": [_rec(1)], "next_cursor": "same"})
+    with pytest.raises(SourceError, match="cursor repeated"):
+        _run(_source(), FakeSession([page, page, page]))
+
+
+def test_response_without_records_list_is_refused() -> None:
+    with pytest.raises(SourceError, match="no list"):
+        _run(_source(), FakeSession([FakeResponse(200, {"data": {}})]))
+
+
+def test_backoff_is_exponential_and_capped() -> None:
+    policy = RetryPolicy(base_delay_s=0.5, max_delay_s=4)
+    assert [backoff_delay(n, policy) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4, 4]
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    now = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("7", now) == 7.0
+    assert parse_retry_after("Mon, 23 Nov 2026 09:00:30 GMT", now) == 30.0
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after(None, now) is None
+
+
+def test_message_key_is_the_natural_key_and_stable_without_one() -> None:
+    source = _source(key_fields=["device_id", "ts"])
+    record = {"device_id": "d1", "ts": "2026-11-23T09:00:00Z", "value": 1}
+    assert message_key(source, record) == "d1|2026-11-23T09:00:00Z"
+    broken = {"ts": "2026-11-23T09:00:00Z", "value": 1}
+    key = message_key(source, broken)
+    assert key.startswith(INVALID_KEY_PREFIX)
+    assert key == message_key(source, dict(broken))
+    assert key != message_key(source, {"ts": "2026-11-23T09:00:01Z", "value": 1})
+
+
+def test_values_are_byte_stable_and_headers_name_the_run() -> None:
+    record = {"b": 1, "a": "é"}
+    assert encode_value(record) == encode_value(dict(record)) == '{"b":1,"a":"é"}'.encode()
+    headers = dict(message_headers(_source(), T0, T1, "run-1"))
+    assert headers == {
+        "source": b"s",
+        "schema_version": b"1",
+        "window_start": b"2026-11-23T09:00:00Z",
+        "window_end": b"2026-11-23T09:10:00Z",
+        "run_id": b"run-1",
+    }
