@@ -42,9 +42,7 @@ $(STAMP_KAFKA): infra/kafka/pom.xml
 # The embedded MongoDB-wire server (see infra/mongo-server/README.md for why not FerretDB).
 $(STAMP_MONGO): infra/mongo-server/pom.xml $(shell find infra/mongo-server/src -type f 2>/dev/null)
 	rm -rf $(CACHE)/mongo-server
-	mvn -q -B -f infra/mongo-server/pom.xml package dependency:copy-dependencies \
-	  -DoutputDirectory=$(CACHE)/mongo-server/libs
-	cp infra/mongo-server/target/headwater-mongo-server.jar $(CACHE)/mongo-server/
+	mvn -q -B -f infra/mongo-server/pom.xml package -Dmongo.server.dir=$(CACHE)/mongo-server
 	@touch $@
 
 # mongosh, pinned in infra/mongosh/package-lock.json.

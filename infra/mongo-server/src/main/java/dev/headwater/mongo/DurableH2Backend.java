@@ -48,9 +48,12 @@ final class DurableH2Backend extends H2Backend {
         "getcmdlineopts", "getfreemonitoringstatus", "getparameter", "getlasterror",
         "replsetgetstatus", "listcommands");
 
-    static final int COMPACT_TARGET_FILL_RATE = Integer.getInteger("headwater.compactFillRate", 50);
-    static final int COMPACT_WRITE_LIMIT = Integer.getInteger("headwater.compactWriteBytes", 4 << 20);
-    static final int COMPACT_EVERY_MS = Integer.getInteger("headwater.compactEveryMs", 2000);
+    /** Housekeeping: every 10 s rewrite up to 2 MiB of pages while chunks are < 50 % live. */
+    private static final int COMPACT_EVERY_MS = 10_000;
+    private static final int COMPACT_TARGET_FILL_RATE = 50;
+    private static final int COMPACT_WRITE_LIMIT = 2 << 20;
+    /** Compaction time allowed at clean shutdown (this is when the file shrinks). */
+    private static final int CLOSE_COMPACT_MS = 3_000;
 
     private final MVStore store;
     /** Serialises write commands and commits. */
@@ -71,10 +74,8 @@ final class DurableH2Backend extends H2Backend {
     DurableH2Backend(MVStore store) {
         super(store);
         this.store = store;
-        if (COMPACT_EVERY_MS > 0) {
-            housekeeping.scheduleWithFixedDelay(this::compact, COMPACT_EVERY_MS, COMPACT_EVERY_MS,
-                TimeUnit.MILLISECONDS);
-        }
+        housekeeping.scheduleWithFixedDelay(this::compact, COMPACT_EVERY_MS, COMPACT_EVERY_MS,
+            TimeUnit.MILLISECONDS);
     }
 
     @Override
@@ -164,7 +165,10 @@ final class DurableH2Backend extends H2Backend {
         synchronized (syncMonitor) {
             writeLock.lock();
             try {
-                super.close(); // MVStore.close(): final commit + clean-shutdown marker
+                // Final commit, up to CLOSE_COMPACT_MS of compaction that also truncates the file,
+                // clean-shutdown marker. H2Backend.close() then finds the store already closed.
+                store.close(CLOSE_COMPACT_MS);
+                super.close();
             } finally {
                 writeLock.unlock();
             }

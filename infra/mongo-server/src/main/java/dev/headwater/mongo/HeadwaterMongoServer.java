@@ -69,23 +69,19 @@ public final class HeadwaterMongoServer {
             .fileName(dataFile.toString())
             .autoCommitDisabled()
             .open();
-        Integer retention = Integer.getInteger("headwater.retentionMs"); // EXPERIMENT
-        if (retention != null) {
-            store.setRetentionTime(retention);
-        }
         DurableH2Backend backend = new DurableH2Backend(store);
         backend.version(REPORTED_VERSION);
 
         MongoServer server = new MongoServer(backend);
         try {
             server.bind(host, port);
-        } catch (RuntimeException e) {
-            log.error("cannot listen on {}:{}: {}", host, port, e.getMessage());
+        } catch (Exception e) { // netty rethrows java.net.BindException unchecked-style
+            log.error("cannot listen on {}:{}: {}", host, port, e.toString());
             server.shutdownNow(); // stops netty threads and closes the MVStore
             System.exit(1);
         }
         // SIGTERM/SIGINT: close client connections, let netty finish in-flight commands, then
-        // MongoServer closes the backend (MVStore.close() = final commit + clean-shutdown marker).
+        // MongoServer closes the backend (final commit, short compaction, clean-shutdown marker).
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             log.info("shutting down");
             server.shutdownNow();
