@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import requests
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
@@ -72,6 +73,24 @@ def check_airflow(settings: Settings, timeout_s: float = 10.0) -> Check:
     return Check("airflow", True, "all healthy: " + ", ".join(states))
 
 
+def check_http(name: str, url: str, timeout_s: float = 3.0) -> Check:
+    """A service's /healthz answers 200."""
+    try:
+        resp = requests.get(url, timeout=timeout_s)
+    except requests.RequestException as exc:
+        return Check(name, False, f"{type(exc).__name__}: {exc}")
+    if resp.status_code != 200:
+        return Check(name, False, f"{url} answered {resp.status_code}: {resp.text[:200]}")
+    return Check(name, True, f"{url} ok")
+
+
 def check_all(settings: Settings) -> list[Check]:
     """Every service the stack runs."""
-    return [check_kafka(settings), check_mongo(settings), check_airflow(settings)]
+    svc = settings.services
+    return [
+        check_kafka(settings),
+        check_mongo(settings),
+        check_airflow(settings),
+        check_http("external-api", f"http://{svc.host}:{svc.external_api_port}/healthz"),
+        check_http("events-api", f"http://{svc.host}:{svc.flask_port}/healthz"),
+    ]

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from headwater.kafka_admin import admin_client, ensure_topics
-from headwater.settings import Settings, get_settings
+from headwater.settings import REPO_ROOT, Settings, get_settings
 from headwater.sources import pipeline_topics
 from infra import airflow as airflow_proc
 from infra import kafka_cluster, mongo_server, supervisor
@@ -47,9 +47,37 @@ def programs(settings: Settings) -> list[Program]:
     ]
     if settings.mongo.embedded:
         result.append(Program("mongo", mongo_server.server_command(settings), priority=10))
+    svc = settings.services
+    for name, app, port in (
+        ("external-api", "producer.standin.app:create_app()", svc.external_api_port),
+        ("events-api", "producer.events.app:create_app()", svc.flask_port),
+    ):
+        result.append(Program(name, gunicorn_command(settings, app, port), priority=30))
     for name, argv in airflow_proc.airflow_programs(settings).items():
         result.append(Program(name, argv, priority=50, start_s=5, stop_as_group=False))
     return result
+
+
+def gunicorn_command(settings: Settings, app: str, port: int) -> list[str]:
+    """argv serving a Flask app factory with gunicorn (threads: requests mostly wait on I/O)."""
+    return [
+        str(VENV_BIN / "gunicorn"),
+        "--bind",
+        f"{settings.services.host}:{port}",
+        "--workers",
+        str(settings.services.gunicorn_workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "8",
+        "--graceful-timeout",
+        "20",
+        "--access-logfile",
+        "-",
+        "--chdir",
+        str(REPO_ROOT),
+        app,
+    ]
 
 
 def missing_installs(settings: Settings) -> list[str]:
@@ -240,11 +268,17 @@ def kill_program(settings: Settings, name: str, hold_down: bool = True) -> int:
     return pid
 
 
-def start_program(settings: Settings, name: str) -> int:
-    """Start one stopped program and return its new PID."""
+def start_program(settings: Settings, name: str, timeout_s: float = 180) -> int:
+    """Start one stopped program, wait until the stack is healthy again, and return its PID."""
     rpc = supervisor.rpc(settings, timeout_s=120)
     if rpc.supervisor.getProcessInfo(name)["statename"] != "RUNNING":
         rpc.supervisor.startProcess(name, True)
+    # A restarted broker is only back once it has caught up: every ISR full again.
+    deadline = time.monotonic() + timeout_s
+    while not all(c.ok for c in check_all(settings)):
+        if time.monotonic() > deadline:
+            raise StackError(f"stack not healthy {timeout_s:.0f}s after restarting {name}")
+        time.sleep(1)
     return program_pid(settings, name)
 
 
@@ -286,7 +320,7 @@ def status(settings: Settings) -> bool:
 
 def print_summary(settings: Settings) -> None:
     """Where everything is, for the person who just ran `make up`."""
-    a, k, m = settings.airflow, settings.kafka, settings.mongo
+    a, k, m, svc = settings.airflow, settings.kafka, settings.mongo, settings.services
     embedded = " (embedded server)" if m.embedded else ""
     print(
         f"""
@@ -295,6 +329,8 @@ Headwater stack is up ({settings.stack.run_dir})
   Kafka          {k.bootstrap_servers} (controller {k.host}:{k.controller_port})
   MongoDB        {m.uri} database {m.db}{embedded}
   mongosh        make mongosh
+  Events API     http://{svc.host}:{svc.flask_port}   (POST /events with header X-API-Key)
+  External API   http://{svc.host}:{svc.external_api_port}   (stand-in: /devices and data files)
   Topics         {", ".join(pipeline_topics())}
   Logs           {settings.stack.log_dir}  (make logs)
   Status / stop  make status / make down

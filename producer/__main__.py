@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     pull_cmd.add_argument("--since", type=_moment, required=True, help="window start (inclusive)")
     pull_cmd.add_argument("--until", type=_moment, required=True, help="window end (exclusive)")
     pull_cmd.add_argument("--run-id", default=None, help="recorded in every message's headers")
+    pull_cmd.add_argument(
+        "--topic", default=None, help="produce here instead of the source's topic"
+    )
     sub.add_parser("sources", help="list the declared sources")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--until must be after --since")
     settings = get_settings()
     source = get_source(args.source)
+    if args.topic:
+        source = source.model_copy(update={"topic": args.topic})
     run_id = args.run_id or f"manual__{uuid.uuid4().hex[:12]}"
     span = (args.until - args.since).total_seconds()
     with Progress(

@@ -5,68 +5,11 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
-from confluent_kafka import Consumer, Producer
-
 from headwater.kafka_admin import admin_client, cluster_brokers, partition_states
 from headwater.settings import Settings
 from headwater.sources import pipeline_topics
 from infra import stack
-
-
-def _producer(settings: Settings) -> Producer:
-    return Producer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            "acks": "all",
-            "enable.idempotence": True,
-            "compression.type": "lz4",
-            "message.timeout.ms": 60000,
-        }
-    )
-
-
-def produce_all(settings: Settings, topic: str, records: list[tuple[str, str]]) -> list[str]:
-    """Produce (key, value) pairs; returns the values whose delivery was acknowledged."""
-    producer = _producer(settings)
-    acked: list[str] = []
-    errors: list[str] = []
-
-    def on_delivery(err: object, msg: object) -> None:
-        if err is not None:
-            errors.append(str(err))
-        else:
-            acked.append(msg.value().decode())  # type: ignore[attr-defined]
-
-    for key, value in records:
-        producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
-        producer.poll(0)
-    assert producer.flush(90) == 0
-    assert errors == []
-    return acked
-
-
-def consume_all(settings: Settings, topic: str, group: str, expected: int) -> list[tuple[str, str]]:
-    """Read `expected` messages from the beginning (bounded wait); returns (key, value) in order."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    got: list[tuple[str, str]] = []
-    try:
-        consumer.subscribe([topic])
-        deadline = time.monotonic() + 90
-        while len(got) < expected and time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is None or msg.error():
-                continue
-            got.append((msg.key().decode(), msg.value().decode()))
-    finally:
-        consumer.close()
-    return got
+from tests.integration.kafka_helpers import consume_all, produce_all
 
 
 def wait_for_isr(settings: Settings, topic: str, size: int, timeout_s: float = 120) -> list:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -10,7 +12,7 @@ from pymongo import ASCENDING, MongoClient, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from headwater.settings import Settings
+from headwater.settings import REPO_ROOT, Settings
 from infra import stack
 
 
@@ -101,3 +103,21 @@ def test_acknowledged_writes_survive_sigkill_of_the_server(
         assert coll.find_one({"_id": "last"}) == {"_id": "last"}
     finally:
         client.close()
+
+
+def test_mongosh_runs_a_script_against_the_stack(live_stack: Settings, mongo_db: Database) -> None:
+    mongo_db.shell.insert_many([{"_id": 1, "n": 2}, {"_id": 2, "n": 3}])
+    mongosh = REPO_ROOT / "infra" / "mongosh" / "node_modules" / ".bin" / "mongosh"
+    uri = live_stack.mongo.uri.rstrip("/") + "/" + mongo_db.name
+    script = (
+        "const r = db.shell.aggregate([{$group: {_id: null, total: {$sum: '$n'}}}]).toArray();"
+        "print(JSON.stringify({total: r[0].total}))"
+    )
+    result = subprocess.run(
+        [str(mongosh), uri, "--quiet", "--norc", "--eval", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"total": 5}

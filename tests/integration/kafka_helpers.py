@@ -1,0 +1,63 @@
+"""Small Kafka helpers the integration tests share: produce with acks, read a topic back."""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import Consumer, Producer
+
+from headwater.settings import Settings
+
+
+def produce_all(settings: Settings, topic: str, records: list[tuple[str, str]]) -> list[str]:
+    """Produce (key, value) pairs with the pipeline's producer config; returns the acked values."""
+    producer = Producer(settings.kafka.producer_config())
+    acked: list[str] = []
+    errors: list[str] = []
+
+    def on_delivery(err: object, msg: object) -> None:
+        if err is not None:
+            errors.append(str(err))
+        else:
+            acked.append(msg.value().decode())  # type: ignore[attr-defined]
+
+    for key, value in records:
+        producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+        producer.poll(0)
+    assert producer.flush(90) == 0
+    assert errors == []
+    return acked
+
+
+def consume_all(
+    settings: Settings, topic: str, group: str, expected: int, timeout_s: float = 90
+) -> list[tuple[str, str]]:
+    """Read from the beginning until `expected` messages (or the timeout); (key, value) in order.
+
+    After reaching `expected` it keeps polling briefly, so that extra messages are seen too.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    got: list[tuple[str, str]] = []
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + timeout_s
+        quiet_until: float | None = None
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                got.append((msg.key().decode(), msg.value().decode()))
+                continue
+            if len(got) >= expected:
+                quiet_until = quiet_until or time.monotonic() + 2
+                if time.monotonic() > quiet_until:
+                    break
+    finally:
+        consumer.close()
+    return got
