@@ -99,10 +99,14 @@ def extract_page(source: Source, body: Any) -> tuple[list[dict[str, Any]], str |
     records = get_path(body, source.records_path)
     if not isinstance(records, list):
         raise SourceError(f"source {source.name}: response has no list at {source.records_path!r}")
-    next_cursor = None
-    if source.pagination.style == "cursor":
-        found = get_path(body, source.pagination.next_cursor_path)
-        next_cursor = str(found) if found else None
+    found = get_path(body, source.pagination.next_cursor_path)
+    next_cursor = str(found) if found else None
+    if source.pagination.style == "none" and next_cursor is not None:
+        # Declared unpaginated but the answer says there is more: reading one page would
+        # silently drop the rest of the window.
+        raise SourceError(
+            f"source {source.name}: response has a next cursor but pagination style is 'none'"
+        )
     return records, next_cursor
 
 

@@ -136,6 +136,13 @@ def test_429_waits_for_retry_after() -> None:
     assert sleeps == [3.0]
 
 
+def test_unpaginated_source_that_has_more_pages_is_an_error() -> None:
+    source = _source(pagination={"style": "none"})
+    session = FakeSession([FakeResponse(200, {"records": [_rec(1)], "next_cursor": "more"})])
+    with pytest.raises(SourceError, match="pagination style is 'none'"):
+        _run(source, session)
+
+
 def test_client_error_is_raised_at_once_with_the_answer() -> None:
     session = FakeSession([FakeResponse(400, {"error": "bad_parameter"})])
     with pytest.raises(SourceError, match="HTTP 400"):

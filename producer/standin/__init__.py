@@ -1,0 +1,1 @@
+"""The external-API stand-in: data files and the device simulator served as paged HTTP routes."""
