@@ -1,0 +1,1 @@
+"""The user-events API: users POST events, stored durably in SQLite; Airflow pulls by window."""

@@ -1,0 +1,269 @@
+"""The events database (SQLite, WAL, fsync on commit): ids and receive times assigned in order.
+
+Why ids are made inside `BEGIN IMMEDIATE`: that lock is held by one writer at a time across every
+thread and gunicorn worker, and the transaction commits before the lock is released. Taking the
+largest stored id and the clock under it makes id order equal commit order, so a reader paging by
+`event_id > cursor` can never miss an event that commits later with a smaller id. `received_at` is
+the millisecond the id carries, so it never runs backwards either, even when the clock does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from producer.events.ids import id_time_ms, next_event_id
+from producer.events.query import PageRequest
+from producer.events.times import format_ms, format_utc
+from producer.events.validation import NewEvent, dump_properties
+from producer.events.writelock import WriteLock
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id        TEXT PRIMARY KEY,
+    user_id         TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    occurred_at     TEXT,
+    properties      TEXT NOT NULL,
+    received_at     TEXT NOT NULL,
+    idempotency_key TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_by_idempotency_key
+    ON events (idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key         TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+_COLUMNS = "event_id, user_id, event_type, occurred_at, properties, received_at"
+
+
+class IdempotencyConflict(ValueError):
+    """An Idempotency-Key already stored with a different request."""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as stored and served."""
+
+    event_id: str
+    user_id: str
+    event_type: str
+    occurred_at: str | None
+    properties: dict[str, Any]
+    received_at: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON shape of a stored event."""
+        return {
+            "event_id": self.event_id,
+            "user_id": self.user_id,
+            "event_type": self.event_type,
+            "occurred_at": self.occurred_at,
+            "properties": self.properties,
+            "received_at": self.received_at,
+        }
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """An Idempotency-Key and the fingerprint of the request that carries it."""
+
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Saved:
+    """The events a write stored, or, for a replayed Idempotency-Key, the ones stored before."""
+
+    events: list[StoredEvent]
+    replayed: bool
+
+
+def _row_to_event(row: sqlite3.Row) -> StoredEvent:
+    return StoredEvent(
+        event_id=row["event_id"],
+        user_id=row["user_id"],
+        event_type=row["event_type"],
+        occurred_at=row["occurred_at"],
+        properties=json.loads(row["properties"]),
+        received_at=row["received_at"],
+    )
+
+
+class EventsDb:
+    """One connection to the events database (one per request)."""
+
+    def __init__(self, conn: sqlite3.Connection, write_lock: WriteLock) -> None:
+        self._conn = conn
+        self._write_lock = write_lock
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def save(
+        self,
+        events: Sequence[NewEvent],
+        now_ms: Callable[[], int],
+        claim: IdempotencyClaim | None = None,
+    ) -> Saved:
+        """Store `events` in one committed transaction, or replay what `claim`'s key stored."""
+        with self._write_lock.hold():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                saved = self._save_locked(events, now_ms, claim)
+            except BaseException:
+                self._conn.rollback()
+                raise
+            self._conn.commit()
+            return saved
+
+    def _save_locked(
+        self, events: Sequence[NewEvent], now_ms: Callable[[], int], claim: IdempotencyClaim | None
+    ) -> Saved:
+        conn = self._conn
+        if claim is not None:
+            row = conn.execute(
+                "SELECT fingerprint FROM idempotency_keys WHERE key = ?", (claim.key,)
+            ).fetchone()
+            if row is not None:
+                if row["fingerprint"] != claim.fingerprint:
+                    raise IdempotencyConflict(claim.key)
+                return Saved(self._events_of_key(claim.key), replayed=True)
+        (last_id,) = conn.execute("SELECT MAX(event_id) FROM events").fetchone()
+        ms = now_ms()
+        stored = []
+        for event in events:
+            last_id = next_event_id(ms, last_id)
+            stored.append(
+                StoredEvent(
+                    event_id=last_id,
+                    user_id=event.user_id,
+                    event_type=event.event_type,
+                    occurred_at=format_utc(event.occurred_at) if event.occurred_at else None,
+                    properties=event.properties,
+                    received_at=format_ms(id_time_ms(last_id)),
+                )
+            )
+        key = claim.key if claim is not None else None
+        conn.executemany(
+            f"INSERT INTO events ({_COLUMNS}, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    e.event_id,
+                    e.user_id,
+                    e.event_type,
+                    e.occurred_at,
+                    dump_properties(e.properties),
+                    e.received_at,
+                    key,
+                )
+                for e in stored
+            ],
+        )
+        if claim is not None:
+            conn.execute(
+                "INSERT INTO idempotency_keys (key, fingerprint, created_at) VALUES (?, ?, ?)",
+                (claim.key, claim.fingerprint, format_ms(ms)),
+            )
+        return Saved(stored, replayed=False)
+
+    def _events_of_key(self, key: str) -> list[StoredEvent]:
+        rows = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE idempotency_key = ? ORDER BY event_id", (key,)
+        )
+        return [_row_to_event(row) for row in rows]
+
+    def wait_for_writers(self) -> None:
+        """Return once the writes in flight have committed (or rolled back)."""
+        with self._write_lock.hold():
+            pass
+
+    def page(self, request: PageRequest) -> tuple[list[StoredEvent], bool]:
+        """The events of one page in id order, and whether more follow in the window."""
+        if request.empty:
+            return [], False
+        where, params = [], []
+        for column_test, value in (
+            ("event_id >= ?", request.lower),
+            ("event_id < ?", request.upper),
+            ("event_id > ?", request.after),
+        ):
+            if value is not None:
+                where.append(column_test)
+                params.append(value)
+        sql = f"SELECT {_COLUMNS} FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY event_id LIMIT ?"
+        rows = self._conn.execute(sql, [*params, request.limit + 1]).fetchall()
+        events = [_row_to_event(row) for row in rows[: request.limit]]
+        return events, len(rows) > request.limit
+
+    def get(self, event_id: str) -> StoredEvent | None:
+        """One event by id."""
+        row = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        return _row_to_event(row) if row is not None else None
+
+    def count(self) -> int:
+        """How many events are stored."""
+        (count,) = self._conn.execute("SELECT COUNT(*) FROM events").fetchone()
+        return int(count)
+
+
+class EventStore:
+    """The events database at one path: opens connections and serialises this process's writers."""
+
+    def __init__(self, path: Path, timeout_s: float = 10.0) -> None:
+        self.path = path
+        self.timeout_s = timeout_s
+        self.write_lock = WriteLock(path.with_name(path.name + ".lock"), timeout_s)
+        self._schema_lock = threading.Lock()
+        self._schema_ready = False
+
+    def open(self) -> EventsDb:
+        """A new connection, set up for durability; creates the schema on first use."""
+        conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
+            # FULL: a commit is fsynced before it returns, so a 201 survives power loss too.
+            conn.execute("PRAGMA synchronous = FULL")
+            if not self._schema_ready:
+                self._create_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return EventsDb(conn, self.write_lock)
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        with self._schema_lock, self.write_lock.hold():
+            if self._schema_ready:
+                return
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode != "wal":
+                raise sqlite3.OperationalError(f"could not switch {self.path} to WAL: {mode}")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+            self._schema_ready = True
+            log.info("events store ready path=%s", self.path)

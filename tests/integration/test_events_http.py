@@ -1,0 +1,346 @@
+"""The events API under real gunicorn (2 workers x 8 threads): concurrency, kill -9, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from headwater.settings import REPO_ROOT
+
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+START_TIMEOUT_S = 30.0
+MAX_BODY_BYTES = 256 * 1024
+BATCH_LIMIT = 50
+GOOD = {"user_id": "user-1", "event_type": "page.view"}
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def kill_group(self) -> None:
+        """SIGKILL the master and every worker: the process group this test started, by its id."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while living_members(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not living_members(self.process.pid), "gunicorn workers survived SIGKILL"
+
+
+def living_members(pgid: int) -> list[int]:
+    """PIDs of process group `pgid` still running (a zombie, awaiting init, counts as dead)."""
+    living = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # pid (comm) state ppid pgrp ...; comm may hold spaces, so split after its ")".
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            living.append(int(stat.parent.name))
+    return living
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(server: Server) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(
+                f"gunicorn exited {server.process.returncode}:\n{server.log_path.read_text()}"
+            )
+        try:
+            if requests.get(f"{server.url}/healthz", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"events API not healthy after {START_TIMEOUT_S}s:\n{server.log_path.read_text()}")
+
+
+@pytest.fixture
+def api_key() -> str:
+    return secrets.token_urlsafe(16)
+
+
+@pytest.fixture
+def start_server(
+    tmp_path: Path, api_key: str, request: pytest.FixtureRequest
+) -> Callable[[], Server]:
+    """Starts gunicorn on this test's run dir (its own DB); every start is killed at the end."""
+    env = {
+        **os.environ,
+        "STACK_RUN_DIR": str(tmp_path / "run"),
+        "HEADWATER_API_KEY": api_key,
+        "HEADWATER_EVENTS_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+        "HEADWATER_EVENTS_BATCH_LIMIT": str(BATCH_LIMIT),
+    }
+    starts = 0
+
+    def start() -> Server:
+        nonlocal starts
+        starts += 1
+        port = free_port()
+        log_path = tmp_path / f"gunicorn-{starts}.log"
+        argv = [
+            str(GUNICORN),
+            *("-w", "2", "-k", "gthread", "--threads", "8", "-b", f"127.0.0.1:{port}"),
+            # Its own process group (killed whole), and no control socket shared with the stack.
+            "--no-control-socket",
+            "producer.events.app:create_app()",
+        ]
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                argv,
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        server = Server(f"http://127.0.0.1:{port}", process, log_path)
+        request.addfinalizer(server.kill_group)
+        wait_healthy(server)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def server(start_server: Callable[[], Server]) -> Server:
+    return start_server()
+
+
+class Client:
+    """requests with the API key, one session per thread."""
+
+    def __init__(self, url: str, api_key: str) -> None:
+        self.url = url
+        self.api_key = api_key
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
+
+    def post(self, path: str, body: Any, **headers: str) -> requests.Response:
+        all_headers = {"X-API-Key": self.api_key, "Content-Type": "application/json", **headers}
+        data = body if isinstance(body, bytes | str) else json.dumps(body)
+        return self._session().post(self.url + path, data=data, headers=all_headers, timeout=30)
+
+    def count(self) -> int:
+        response = requests.get(f"{self.url}/healthz", timeout=10)
+        assert response.status_code == 200, response.text
+        return int(response.json()["events"])
+
+    def all_events(self) -> list[dict[str, Any]]:
+        events, cursor = [], None
+        for _ in range(1000):
+            params = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+            response = requests.get(f"{self.url}/events", params=params, timeout=10)
+            assert response.status_code == 200, response.text
+            events += response.json()["events"]
+            cursor = response.json()["next_cursor"]
+            if cursor is None:
+                return events
+        raise AssertionError("paging never ended")
+
+
+def client_for(server: Server, api_key: str) -> Client:
+    return Client(server.url, api_key)
+
+
+def test_200_concurrent_posts_are_all_stored_once_in_id_order(server: Server, api_key: str) -> None:
+    client = client_for(server, api_key)
+
+    def post_one(i: int) -> requests.Response:
+        return client.post("/events", {**GOOD, "user_id": f"user-{i}", "properties": {"i": i}})
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        responses = list(pool.map(post_one, range(200)))
+    elapsed = time.monotonic() - started
+    assert [r.status_code for r in responses] == [201] * 200, [r.text for r in responses[:3]]
+    acked = [r.json()["event"] for r in responses]
+    assert len({e["event_id"] for e in acked}) == 200
+    assert sorted(e["properties"]["i"] for e in acked) == list(range(200))
+
+    stored = client.all_events()
+    assert client.count() == 200
+    assert sorted(stored, key=lambda e: e["event_id"]) == sorted(acked, key=lambda e: e["event_id"])
+    ids = [e["event_id"] for e in stored]  # served in id order
+    assert all(a < b for a, b in itertools.pairwise(ids))
+    received = [e["received_at"] for e in stored]
+    assert received == sorted(received)
+    print(f"200 concurrent POSTs in {elapsed:.2f}s")
+
+
+def test_acknowledged_events_survive_kill_9_of_master_and_workers(
+    start_server: Callable[[], Server], api_key: str
+) -> None:
+    server = start_server()
+    client = client_for(server, api_key)
+    acked: dict[str, dict[str, Any]] = {}  # idempotency key -> event answered 201/200
+    failed: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def keep_posting(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            key = f"w{worker}-{n}"
+            n += 1
+            try:
+                response = client.post(
+                    "/events", {**GOOD, "user_id": key}, **{"Idempotency-Key": key}
+                )
+            except requests.RequestException:
+                # Cut off by the kill: stored or not, nobody was told. Retried after the restart.
+                with lock:
+                    failed.append(key)
+                return
+            assert response.status_code == 201, response.text
+            with lock:
+                acked[key] = response.json()["event"]
+
+    threads = [threading.Thread(target=keep_posting, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(acked) < 100 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # Mid-stream, without warning: master and both workers at once.
+    server.kill_group()
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(acked) >= 100
+
+    restarted = start_server()
+    client = client_for(restarted, api_key)
+    stored = {e["event_id"]: e for e in client.all_events()}
+    for event in acked.values():
+        assert stored.get(event["event_id"]) == event
+    # Requests cut off by the kill are retried with their keys: each lands exactly once.
+    for key in failed:
+        response = client.post("/events", {**GOOD, "user_id": key}, **{"Idempotency-Key": key})
+        assert response.status_code in (200, 201), response.text
+    assert client.count() == len(acked) + len(failed)
+    user_ids = [e["user_id"] for e in client.all_events()]
+    assert sorted(user_ids) == sorted([*acked, *failed])
+    print(f"acked before kill: {len(acked)}, cut off and retried: {len(failed)}")
+
+
+def test_same_idempotency_key_over_http_stores_one_event(server: Server, api_key: str) -> None:
+    client = client_for(server, api_key)
+    headers = {"Idempotency-Key": "checkout-42"}
+    first = client.post("/events", GOOD, **headers)
+    again = client.post("/events", GOOD, **headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    # Racing copies of one request, spread over both workers, still store one batch.
+    batch = {"events": [{**GOOD, "user_id": f"u{i}"} for i in range(3)]}
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        racing = list(
+            pool.map(
+                lambda _: client.post("/events/batch", batch, **{"Idempotency-Key": "b-1"}),
+                range(16),
+            )
+        )
+    assert sorted(r.status_code for r in racing) == [200] * 15 + [201]
+    assert len({json.dumps(r.json()) for r in racing}) == 1
+    conflict = client.post("/events", {**GOOD, "user_id": "other"}, **headers)
+    assert conflict.status_code == 409
+    assert client.count() == 4
+
+
+def oversize_chunks() -> Iterator[bytes]:
+    # A generator body goes out chunked, without Content-Length.
+    yield json.dumps(GOOD).encode()
+    for _ in range(2 * MAX_BODY_BYTES // 4096):
+        yield b" " * 4096
+
+
+BAD_INPUT: list[tuple[str, str, Any, dict[str, str], int, str]] = [
+    ("malformed json", "/events", '{"user_id": "u",', {}, 400, "body"),
+    ("wrong type", "/events", {**GOOD, "user_id": 12}, {}, 400, "user_id"),
+    ("missing field", "/events", {"user_id": "u"}, {}, 400, "event_type"),
+    ("unknown field", "/events", {**GOOD, "x": 1}, {}, 400, "x"),
+    (
+        "bad item in batch",
+        "/events/batch",
+        {"events": [GOOD, {**GOOD, "event_type": "Nope"}]},
+        {},
+        400,
+        "events[1].event_type",
+    ),
+    # Refused before its body is read, yet the connection stays usable for the next case.
+    (
+        "no api key, large body",
+        "/events",
+        " " * (MAX_BODY_BYTES - 1),
+        {"X-API-Key": ""},
+        401,
+        "X-API-Key",
+    ),
+    ("wrong content type", "/events", GOOD, {"Content-Type": "text/plain"}, 415, "Content-Type"),
+    ("no api key", "/events", GOOD, {"X-API-Key": ""}, 401, "X-API-Key"),
+]
+
+
+def test_bad_input_over_http_is_a_json_4xx_and_stores_nothing(server: Server, api_key: str) -> None:
+    client = client_for(server, api_key)
+    assert client.post("/events", GOOD).status_code == 201
+    for name, path, body, headers, status, field in BAD_INPUT:
+        response = client.post(path, body, **headers)
+        assert response.status_code == status, (name, response.text)
+        assert response.headers["Content-Type"] == "application/json", name
+        assert field in [d["field"] for d in response.json()["details"]], (name, response.text)
+    missing_key = requests.post(f"{server.url}/events", json=GOOD, timeout=10)
+    assert missing_key.status_code == 401
+    # Over the limit, the body is never read and gunicorn closes the connection after the 413:
+    # each of these goes out on a connection of its own.
+    oversize = requests.post(
+        f"{server.url}/events",
+        json={**GOOD, "properties": {"k": "x" * MAX_BODY_BYTES}},
+        headers={"X-API-Key": api_key},
+        timeout=30,
+    )
+    assert oversize.status_code == 413, oversize.text
+    assert [d["field"] for d in oversize.json()["details"]] == ["body"]
+    chunked = requests.post(
+        f"{server.url}/events",
+        data=oversize_chunks(),
+        headers={"X-API-Key": api_key, "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert chunked.status_code == 413, chunked.text
+    not_found = requests.get(f"{server.url}/events/nope", timeout=10)
+    assert (not_found.status_code, not_found.json()["error"]) == (404, "not_found")
+    assert client.count() == 1

@@ -1,0 +1,696 @@
+"""The user-events API on a temp SQLite file: validation, idempotency, paging, ids, and errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from producer.events.app import create_app
+from producer.events.ids import (
+    ALPHABET,
+    MAX_TIME_MS,
+    decode_id,
+    encode_id,
+    first_id_at,
+    id_time_ms,
+    is_event_id,
+    next_event_id,
+)
+from producer.events.query import (
+    decode_cursor,
+    encode_cursor,
+    needs_settling,
+    parse_page_request,
+)
+from producer.events.times import format_ms, to_us
+from producer.events.validation import (
+    MAX_PROPERTIES_BYTES,
+    InvalidInput,
+    parse_batch,
+    parse_event,
+    parse_json_body,
+)
+
+API_KEY = "test-key"
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+GOOD = {"user_id": "user-1", "event_type": "page.view"}
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def app(tmp_path: Path, clock: FakeClock) -> Flask:
+    return create_app(
+        {
+            "TESTING": True,
+            "DATABASE": tmp_path / "events" / "events.db",
+            "API_KEY": API_KEY,
+            "BATCH_LIMIT": 5,
+            "MAX_CONTENT_LENGTH": 64 * 1024,
+            "CLOCK": clock,
+        }
+    )
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def post(
+    client: FlaskClient,
+    body: Any,
+    path: str = "/events",
+    key: str | None = API_KEY,
+    headers: dict[str, str] | None = None,
+    raw: str | bytes | None = None,
+    content_type: str = "application/json",
+) -> TestResponse:
+    all_headers = dict(headers or {})
+    if key is not None:
+        all_headers["X-API-Key"] = key
+    data = raw if raw is not None else json.dumps(body)
+    return client.post(path, data=data, headers=all_headers, content_type=content_type)
+
+
+def stored_count(client: FlaskClient) -> int:
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    listed = client.get("/events", query_string={"limit": 5000}).get_json()["count"]
+    assert listed == health.get_json()["events"]
+    return int(listed)
+
+
+def all_events(client: FlaskClient, **params: Any) -> list[dict[str, Any]]:
+    events, cursor = [], None
+    while True:
+        query = dict(params, **({"cursor": cursor} if cursor else {}))
+        response = client.get("/events", query_string=query)
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        assert body["count"] == len(body["events"])
+        events += body["events"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return events
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def fields(response: TestResponse) -> list[str]:
+    return [detail["field"] for detail in response.get_json()["details"]]
+
+
+# ---- event ids (pure) ---------------------------------------------------------------------------
+
+
+def test_event_id_is_26_crockford_chars_carrying_its_millisecond() -> None:
+    ms = to_us(T0) // 1000
+    event_id = next_event_id(ms, None)
+    assert len(event_id) == 26
+    assert set(event_id) <= set(ALPHABET)
+    assert id_time_ms(event_id) == ms
+    assert is_event_id(event_id)
+
+
+def test_event_ids_increase_when_the_clock_stands_still() -> None:
+    ms = to_us(T0) // 1000
+    ids = [next_event_id(ms, None)]
+    for _ in range(1000):
+        ids.append(next_event_id(ms, ids[-1]))
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert {id_time_ms(i) for i in ids} == {ms}
+
+
+def test_event_ids_increase_when_the_clock_goes_backwards() -> None:
+    ms = to_us(T0) // 1000
+    first = next_event_id(ms, None)
+    earlier = next_event_id(ms - 60_000, first)
+    assert earlier > first
+    assert id_time_ms(earlier) == ms  # received_at does not run backwards either
+    later = next_event_id(ms + 1, earlier)
+    assert later > earlier
+    assert id_time_ms(later) == ms + 1
+
+
+def test_event_ids_sort_as_strings_exactly_as_their_numbers() -> None:
+    rng = random.Random(7)
+    values = [rng.getrandbits(128) for _ in range(2000)] + [0, (1 << 128) - 1]
+    ids = [encode_id(v) for v in values]
+    assert sorted(ids) == [encode_id(v) for v in sorted(values)]
+    assert all(decode_id(i) == v for i, v in zip(ids, values, strict=True))
+
+
+def test_new_millisecond_takes_fresh_random_bits() -> None:
+    event_id = next_event_id(1000, next_event_id(999, None), randbits=lambda bits: 12345)
+    assert decode_id(event_id) == (1000 << 80) | 12345
+
+
+def test_random_part_overflow_carries_into_the_next_millisecond() -> None:
+    full = next_event_id(5, None, randbits=lambda bits: (1 << bits) - 1)
+    after = next_event_id(5, full)
+    assert after > full
+    assert id_time_ms(after) == 6
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "01ARZ3NDEKTSV4RRFFQ69G5FA", "01arz3ndektsv4rrffq69g5fav", "81ARZ3NDEKTSV4RRFFQ69G5FAV"],
+)
+def test_malformed_event_ids_are_refused(text: str) -> None:
+    assert not is_event_id(text)
+
+
+def test_id_arguments_out_of_range_are_refused() -> None:
+    with pytest.raises(ValueError):
+        next_event_id(-1, None)
+    with pytest.raises(ValueError):
+        next_event_id(MAX_TIME_MS + 1, None)
+    assert first_id_at(0) == "0" * 26
+
+
+# ---- validation (pure) --------------------------------------------------------------------------
+
+
+def test_valid_event_is_normalised_to_utc() -> None:
+    event = parse_event(
+        {**GOOD, "occurred_at": "2026-11-23T10:00:00+01:00", "properties": {"a": [1, 2]}}, T0
+    )
+    assert event.occurred_at == T0
+    assert event.properties == {"a": [1, 2]}
+    assert parse_event(GOOD, T0).properties == {}
+    assert parse_event(GOOD, T0).occurred_at is None
+
+
+BAD_EVENTS = [
+    ({"event_type": "click"}, "user_id", "is required"),
+    ({"user_id": "u"}, "event_type", "is required"),
+    ({**GOOD, "user_id": 42}, "user_id", "must be a string, got integer"),
+    ({**GOOD, "user_id": ""}, "user_id", "1 to 128"),
+    ({**GOOD, "user_id": "u" * 129}, "user_id", "1 to 128"),
+    ({**GOOD, "user_id": "a b"}, "user_id", "may only contain"),
+    ({**GOOD, "event_type": ["click"]}, "event_type", "got array"),
+    ({**GOOD, "event_type": "Click"}, "event_type", "must match"),
+    ({**GOOD, "event_type": "1click"}, "event_type", "must match"),
+    ({**GOOD, "event_type": "click\n"}, "event_type", "must match"),
+    ({**GOOD, "event_type": "c" * 65}, "event_type", "1 to 64"),
+    ({**GOOD, "occurred_at": "2026-11-23T09:00:00"}, "occurred_at", "timezone"),
+    ({**GOOD, "occurred_at": "2026-11-23"}, "occurred_at", "not an ISO-8601"),
+    ({**GOOD, "occurred_at": "yesterday"}, "occurred_at", "not an ISO-8601"),
+    ({**GOOD, "occurred_at": 1_700_000_000}, "occurred_at", "got integer"),
+    ({**GOOD, "occurred_at": "2026-11-23T09:05:00.001Z"}, "occurred_at", "in the future"),
+    ({**GOOD, "occurred_at": "0001-01-01T00:00:00+01:00"}, "occurred_at", "range"),
+    ({**GOOD, "properties": [1]}, "properties", "must be a JSON object, got array"),
+    ({**GOOD, "properties": {f"k{i}": i for i in range(65)}}, "properties", "65 keys"),
+    ({**GOOD, "properties": {"k": "x" * MAX_PROPERTIES_BYTES}}, "properties", "bytes as JSON"),
+    ({**GOOD, "colour": "red"}, "colour", "unknown field"),
+    ([GOOD], "body", "must be a JSON object, got array"),
+]
+
+
+@pytest.mark.parametrize(("raw", "field", "problem"), BAD_EVENTS)
+def test_bad_event_names_its_field(raw: Any, field: str, problem: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_event(raw, T0)
+    assert [(p.field, problem in p.problem) for p in caught.value.problems] == [(field, True)]
+
+
+def test_every_bad_field_is_listed() -> None:
+    raw = {"user_id": 1, "event_type": "X", "occurred_at": "nope", "properties": 3, "extra": 0}
+    with pytest.raises(InvalidInput) as caught:
+        parse_event(raw, T0)
+    named = sorted(p.field for p in caught.value.problems)
+    assert named == ["event_type", "extra", "occurred_at", "properties", "user_id"]
+
+
+def test_limits_are_inclusive() -> None:
+    five_minutes = iso(T0 + timedelta(minutes=5))
+    assert parse_event({**GOOD, "occurred_at": five_minutes}, T0).occurred_at is not None
+    assert len(parse_event({**GOOD, "properties": {f"k{i}": i for i in range(64)}}, T0).properties)
+    filler = "x" * (MAX_PROPERTIES_BYTES - len('{"k":""}'))
+    assert parse_event({**GOOD, "properties": {"k": filler}}, T0).properties["k"] == filler
+    assert parse_event({**GOOD, "user_id": "a" * 128, "event_type": "b" * 64}, T0)
+    assert parse_event({**GOOD, "user_id": "A.z_0:9@x-y", "event_type": "a0_.-"}, T0)
+
+
+def test_batch_names_the_bad_items_and_fields() -> None:
+    items = [GOOD, GOOD, {**GOOD, "event_type": "BAD"}, {"event_type": "x"}]
+    with pytest.raises(InvalidInput) as caught:
+        parse_batch({"events": items}, T0, limit=10)
+    assert [p.field for p in caught.value.problems] == ["events[2].event_type", "events[3].user_id"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"events": []}, "events"),
+        ({"events": [GOOD] * 4}, "events"),
+        ({"events": GOOD}, "events"),
+        ({}, "events"),
+        ({"events": [GOOD], "more": 1}, "more"),
+        ([GOOD], "body"),
+        ({"events": [GOOD, "x"]}, "events[1]"),
+    ],
+)
+def test_bad_batch_shape_names_its_field(raw: Any, field: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_batch(raw, T0, limit=3)
+    assert [p.field for p in caught.value.problems] == [field]
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"{", "not valid JSON"),
+        (b"", "empty"),
+        (b'{"a": NaN}', "NaN"),
+        (b'{"a": 1, "a": 2}', "duplicate key"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_malformed_json_body_is_refused(body: bytes, problem: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_json_body(body)
+    (only,) = caught.value.problems
+    assert only.field == "body"
+    assert problem in only.problem
+
+
+def test_cursor_round_trips_and_refuses_forgeries() -> None:
+    event_id = next_event_id(to_us(T0) // 1000, None)
+    cursor = encode_cursor(event_id)
+    assert "=" not in cursor
+    assert decode_cursor(cursor) == event_id
+    for forged in ["", "abc", event_id, encode_cursor(event_id)[:-2], "!!!!"]:
+        with pytest.raises(ValueError):
+            decode_cursor(forged)
+
+
+def test_window_bounds_round_up_to_whole_milliseconds() -> None:
+    ms = to_us(T0) // 1000
+    page = parse_page_request(
+        {"since": "2026-11-23T09:00:00.0005Z", "until": "2026-11-23T09:00:00.002Z"}, 500, 5000
+    )
+    assert (page.lower, page.upper) == (first_id_at(ms + 1), first_id_at(ms + 2))
+    assert parse_page_request({"until": "1969-01-01T00:00:00Z"}, 500, 5000).empty
+    naive = parse_page_request({"since": "2026-11-23T09:00:00"}, 500, 5000)
+    assert naive.lower == first_id_at(ms)
+
+
+# ---- POST over the test client ------------------------------------------------------------------
+
+
+def test_post_event_is_committed_before_201(client: FlaskClient, app: Flask) -> None:
+    body = {**GOOD, "occurred_at": "2026-11-23T06:59:00-02:00", "properties": {"page": "/a"}}
+    response = post(client, body)
+    assert response.status_code == 201
+    event = response.get_json()["event"]
+    assert list(event) == [
+        "event_id",
+        "user_id",
+        "event_type",
+        "occurred_at",
+        "properties",
+        "received_at",
+    ]
+    assert event["occurred_at"] == "2026-11-23T08:59:00.000Z"
+    assert event["received_at"] == "2026-11-23T09:00:00.000Z"
+    assert event["properties"] == {"page": "/a"}
+    # A connection of its own sees the row: it was committed, not just written.
+    with sqlite3.connect(app.config["DATABASE"]) as conn:
+        (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+        rows = conn.execute("SELECT event_id FROM events").fetchall()
+    assert mode == "wal"
+    assert rows == [(event["event_id"],)]
+    assert client.get(f"/events/{event['event_id']}").get_json() == {"event": event}
+
+
+def test_post_batch_stores_every_event_in_order(client: FlaskClient) -> None:
+    items = [{**GOOD, "user_id": f"u{i}"} for i in range(5)]
+    response = post(client, {"events": items}, path="/events/batch")
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["count"] == 5
+    assert [e["user_id"] for e in body["events"]] == [f"u{i}" for i in range(5)]
+    ids = [e["event_id"] for e in body["events"]]
+    assert ids == sorted(ids)
+    assert [e["event_id"] for e in all_events(client)] == ids
+
+
+OVERSIZE = {**GOOD, "properties": {"k": "x" * 70_000}}
+BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str, str]] = [
+    ("malformed json", {"raw": '{"user_id": '}, 400, "malformed_json", "body"),
+    ("not an object", {"body": ["x"]}, 400, "invalid_event", "body"),
+    ("wrong type", {"body": {**GOOD, "user_id": 7}}, 400, "invalid_event", "user_id"),
+    ("missing field", {"body": {"user_id": "u"}}, 400, "invalid_event", "event_type"),
+    ("unknown field", {"body": {**GOOD, "x": 1}}, 400, "invalid_event", "x"),
+    ("bad event_type", {"body": {**GOOD, "event_type": "A"}}, 400, "invalid_event", "event_type"),
+    (
+        "occurred_at without tz",
+        {"body": {**GOOD, "occurred_at": "2026-11-23T08:00:00"}},
+        400,
+        "invalid_event",
+        "occurred_at",
+    ),
+    (
+        "occurred_at far future",
+        {"body": {**GOOD, "occurred_at": "2026-11-23T10:00:00Z"}},
+        400,
+        "invalid_event",
+        "occurred_at",
+    ),
+    (
+        "oversized properties",
+        {"body": {**GOOD, "properties": {"k": "x" * 17_000}}},
+        400,
+        "invalid_event",
+        "properties",
+    ),
+    ("oversize body", {"body": OVERSIZE}, 413, "payload_too_large", "body"),
+    (
+        "wrong content type",
+        {"body": GOOD, "content_type": "text/plain"},
+        415,
+        "unsupported_media_type",
+        "Content-Type",
+    ),
+    ("no api key", {"body": GOOD, "key": None}, 401, "unauthorized", "X-API-Key"),
+    ("wrong api key", {"body": GOOD, "key": "nope"}, 401, "unauthorized", "X-API-Key"),
+    (
+        "bad idempotency key",
+        {"body": GOOD, "headers": {"Idempotency-Key": "\t"}},
+        400,
+        "invalid_header",
+        "Idempotency-Key",
+    ),
+    (
+        "batch over the limit",
+        {"path": "/events/batch", "body": {"events": [GOOD] * 6}},
+        400,
+        "invalid_event",
+        "events",
+    ),
+    (
+        "one bad item in a batch",
+        {"path": "/events/batch", "body": {"events": [GOOD] * 3 + [{**GOOD, "user_id": None}]}},
+        400,
+        "invalid_event",
+        "events[3].user_id",
+    ),
+    (
+        "empty batch",
+        {"path": "/events/batch", "body": {"events": []}},
+        400,
+        "invalid_event",
+        "events",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "error", "field"),
+    [case[1:] for case in BAD_REQUESTS],
+    ids=[case[0] for case in BAD_REQUESTS],
+)
+def test_bad_request_is_answered_in_json_and_stores_nothing(
+    client: FlaskClient, kwargs: dict[str, Any], status: int, error: str, field: str
+) -> None:
+    response = post(client, kwargs.pop("body", None), **kwargs)
+    assert response.status_code == status
+    assert response.is_json
+    body = response.get_json()
+    assert body["error"] == error
+    assert field in fields(response)
+    assert all(
+        set(detail) == {"field", "problem"} and detail["problem"] for detail in body["details"]
+    )
+    assert stored_count(client) == 0
+
+
+def chunked_post(client: FlaskClient, body: bytes) -> TestResponse:
+    # A chunked request: no Content-Length, a stream the server (gunicorn) terminates.
+    return client.post(
+        "/events",
+        input_stream=io.BytesIO(body),
+        headers={"X-API-Key": API_KEY, "Content-Type": "application/json"},
+        environ_overrides={"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True},
+    )
+
+
+def test_chunked_body_over_the_limit_is_413_not_cut_short(client: FlaskClient, app: Flask) -> None:
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    # Cut at the limit, this body would still be a valid event: it must be refused whole.
+    valid_prefix = json.dumps(GOOD).encode()
+    too_large = chunked_post(client, valid_prefix + b" " * limit)
+    assert too_large.status_code == 413
+    assert fields(too_large) == ["body"]
+    assert stored_count(client) == 0
+    exactly = chunked_post(client, valid_prefix + b" " * (limit - len(valid_prefix)))
+    assert exactly.status_code == 201
+
+
+def test_werkzeug_errors_come_back_in_the_json_shape(client: FlaskClient) -> None:
+    missing = client.get("/nowhere")
+    assert (missing.status_code, missing.get_json()["error"], fields(missing)) == (
+        404,
+        "not_found",
+        ["path"],
+    )
+    not_allowed = client.delete("/events")
+    assert not_allowed.status_code == 405
+    assert not_allowed.get_json()["error"] == "method_not_allowed"
+    assert "POST" in not_allowed.headers["Allow"]
+    unknown = client.get("/events/01ARZ3NDEKTSV4RRFFQ69G5FAV")
+    assert (unknown.status_code, fields(unknown)) == (404, ["event_id"])
+
+
+# ---- idempotency --------------------------------------------------------------------------------
+
+
+def test_same_idempotency_key_twice_stores_one_event(client: FlaskClient) -> None:
+    headers = {"Idempotency-Key": "order-17"}
+    first = post(client, GOOD, headers=headers)
+    # The same JSON with other spacing and key order is the same request.
+    again = post(
+        client, None, headers=headers, raw='{ "event_type":"page.view","user_id":"user-1"}'
+    )
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.get_json() == first.get_json()
+    assert stored_count(client) == 1
+
+
+def test_same_idempotency_key_with_another_body_is_a_conflict(client: FlaskClient) -> None:
+    headers = {"Idempotency-Key": "order-17"}
+    assert post(client, GOOD, headers=headers).status_code == 201
+    conflict = post(client, {**GOOD, "user_id": "someone-else"}, headers=headers)
+    assert conflict.status_code == 409
+    assert conflict.get_json()["error"] == "idempotency_conflict"
+    assert fields(conflict) == ["Idempotency-Key"]
+    # The same key on the batch route is another request too.
+    batch = post(client, {"events": [GOOD]}, path="/events/batch", headers=headers)
+    assert batch.status_code == 409
+    assert stored_count(client) == 1
+
+
+def test_batch_idempotency_replays_every_original_event(client: FlaskClient) -> None:
+    headers = {"Idempotency-Key": "batch-1"}
+    body = {"events": [{**GOOD, "user_id": f"u{i}"} for i in range(3)]}
+    first = post(client, body, path="/events/batch", headers=headers)
+    again = post(client, body, path="/events/batch", headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.get_json() == first.get_json()
+    assert stored_count(client) == 3
+
+
+def test_refused_request_does_not_use_up_its_idempotency_key(client: FlaskClient) -> None:
+    headers = {"Idempotency-Key": "retry-me"}
+    assert post(client, {"user_id": "u"}, headers=headers).status_code == 400
+    assert post(client, GOOD, headers=headers).status_code == 201
+
+
+def test_idempotency_key_outlives_the_app(tmp_path: Path, clock: FakeClock) -> None:
+    config = {"DATABASE": tmp_path / "shared.db", "API_KEY": API_KEY, "CLOCK": clock}
+    headers = {"Idempotency-Key": "k-1"}
+    first = post(create_app(config).test_client(), GOOD, headers=headers)
+    other = create_app(config).test_client()
+    again = post(other, GOOD, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.get_json()["event"]["event_id"] == first.get_json()["event"]["event_id"]
+    assert stored_count(other) == 1
+
+
+# ---- reads --------------------------------------------------------------------------------------
+
+
+def post_at(client: FlaskClient, clock: FakeClock, moments: list[datetime]) -> list[dict[str, Any]]:
+    events = []
+    for i, moment in enumerate(moments):
+        clock.now = moment
+        response = post(client, {**GOOD, "user_id": f"u{i}"})
+        assert response.status_code == 201
+        events.append(response.get_json()["event"])
+    return events
+
+
+def test_paging_with_cursor_returns_every_event_once_in_id_order(
+    client: FlaskClient, clock: FakeClock
+) -> None:
+    # Several events per millisecond and a clock that steps back once.
+    moments = [T0 + timedelta(milliseconds=i // 3) for i in range(20)] + [T0] * 3
+    posted = post_at(client, clock, moments)
+    ids = [e["event_id"] for e in posted]
+    assert ids == sorted(ids)
+    received = [e["received_at"] for e in posted]
+    assert received == sorted(received)  # never backwards, even when the clock is
+    pages = []
+    cursor = None
+    while True:
+        query = {"limit": 4, **({"cursor": cursor} if cursor else {})}
+        body = client.get("/events", query_string=query).get_json()
+        pages.append(body["events"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert [len(p) for p in pages] == [4, 4, 4, 4, 4, 3]
+    assert [e["event_id"] for p in pages for e in p] == ids
+
+
+def test_paging_sees_events_that_commit_between_pages(
+    client: FlaskClient, clock: FakeClock
+) -> None:
+    post_at(client, clock, [T0, T0])
+    first = client.get("/events", query_string={"limit": 1}).get_json()
+    late = post_at(client, clock, [T0 - timedelta(seconds=30)])[0]
+    rest = all_events(client, cursor=first["next_cursor"])
+    assert rest[-1] == late
+    assert len(rest) == 2
+
+
+def test_window_bounds_are_since_inclusive_until_exclusive(
+    client: FlaskClient, clock: FakeClock
+) -> None:
+    moments = [T0 + timedelta(milliseconds=i) for i in range(6)]
+    posted = post_at(client, clock, moments)
+
+    def window(**params: str) -> list[str]:
+        return [e["user_id"] for e in all_events(client, **params)]
+
+    assert window(since=iso(moments[1]), until=iso(moments[4])) == ["u1", "u2", "u3"]
+    assert window(since=posted[2]["received_at"]) == ["u2", "u3", "u4", "u5"]
+    assert window(until=posted[2]["received_at"]) == ["u0", "u1"]
+    assert window(since="2026-11-23T09:00:00.0015Z", until="2026-11-23T09:00:00.0035Z") == [
+        "u2",
+        "u3",
+    ]
+    assert window(since="2026-11-23T10:00:00.001+01:00", limit="1") == [
+        "u1",
+        "u2",
+        "u3",
+        "u4",
+        "u5",
+    ]
+    assert window(since=iso(moments[3]), until=iso(moments[3])) == []
+    assert format_ms(to_us(moments[5]) // 1000) == posted[5]["received_at"]
+
+
+def test_only_a_window_that_just_ended_waits_for_writers() -> None:
+    now_ms = to_us(T0) // 1000
+    just_ended = parse_page_request({"until": iso(T0 - timedelta(seconds=1))}, 500, 5000)
+    long_ago = parse_page_request({"until": iso(T0 - timedelta(minutes=2))}, 500, 5000)
+    assert needs_settling(just_ended, now_ms)
+    assert not needs_settling(long_ago, now_ms)
+    assert not needs_settling(parse_page_request({}, 500, 5000), now_ms)
+
+
+def test_read_of_a_window_just_ended_waits_for_the_write_in_flight(app: Flask) -> None:
+    write_lock = app.extensions["events_store"].write_lock
+    answers: dict[str, TestResponse] = {}
+
+    def read(until: datetime) -> None:
+        answers[iso(until)] = app.test_client().get("/events", query_string={"until": iso(until)})
+
+    assert app.test_client().get("/healthz").status_code == 200  # schema made, lock free again
+    with write_lock.hold():  # a writer that took its received_at and has not committed yet
+        read(T0 - timedelta(minutes=5))  # long settled: answered at once
+        recent = threading.Thread(target=read, args=(T0,))
+        recent.start()
+        recent.join(timeout=0.3)
+        assert recent.is_alive()
+    recent.join(timeout=10)
+    assert [answer.status_code for answer in answers.values()] == [200, 200]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"since": "yesterday"}, "since"),
+        ({"until": "2026-13-01T00:00:00Z"}, "until"),
+        ({"since": "2026-11-23T09:00:00 01:00"}, "since"),
+        ({"since": "2026-11-23T10:00:00Z", "until": "2026-11-23T09:00:00Z"}, "since"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "5001"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"cursor": "01ARZ3NDEKTSV4RRFFQ69G5FAV"}, "cursor"),
+    ],
+)
+def test_bad_read_parameter_is_400_naming_it(
+    client: FlaskClient, query: dict[str, str], field: str
+) -> None:
+    response = client.get("/events", query_string=query)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_parameter"
+    assert fields(response) == [field]
+
+
+def test_reads_need_no_api_key_and_writes_do(client: FlaskClient) -> None:
+    assert client.get("/events").status_code == 200
+    assert client.post("/events", json=GOOD).status_code == 401
+
+
+def test_healthz_is_503_when_the_database_is_unusable(tmp_path: Path) -> None:
+    (tmp_path / "a-directory").mkdir()
+    app = create_app({"DATABASE": tmp_path / "a-directory", "API_KEY": API_KEY})
+    client = app.test_client()
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    assert health.get_json()["error"] == "unavailable"
+    write = post(client, GOOD)
+    assert write.status_code == 503
+    assert fields(write) == ["database"]
+
+
+def test_app_refuses_an_empty_api_key(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="API_KEY"):
+        create_app({"DATABASE": tmp_path / "e.db", "API_KEY": ""})
