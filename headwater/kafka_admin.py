@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
@@ -66,6 +67,16 @@ def partition_states(
     return states
 
 
+# Admin requests answered this way right after a broker (re)joins are worth another try.
+_TRANSIENT_ADMIN_ERRORS = frozenset(
+    {KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT, KafkaError.NOT_CONTROLLER}
+)
+
+
+def _is_transient(exc: KafkaException) -> bool:
+    return bool(exc.args) and exc.args[0].code() in _TRANSIENT_ADMIN_ERRORS
+
+
 def ensure_topics(
     admin: AdminClient,
     topics: list[str],
@@ -74,6 +85,24 @@ def ensure_topics(
     timeout_s: float = 30.0,
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the names created by this call."""
+    for attempt in range(1, 4):
+        try:
+            return _create_missing(admin, topics, partitions, replication_factor, timeout_s)
+        except KafkaException as exc:
+            if attempt == 3 or not _is_transient(exc):
+                raise
+            log.warning("topic admin retry attempt=%d error=%s", attempt, exc)
+            time.sleep(2 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _create_missing(
+    admin: AdminClient,
+    topics: list[str],
+    partitions: int,
+    replication_factor: int,
+    timeout_s: float,
+) -> list[str]:
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     missing = [t for t in topics if t not in existing]
     if not missing:
@@ -103,11 +132,21 @@ def ensure_topics(
 
 def delete_topics(admin: AdminClient, topics: list[str], timeout_s: float = 30.0) -> None:
     """Delete topics (tests use this to clean up what they made); missing ones are ignored."""
-    if not topics:
-        return
-    for future in admin.delete_topics(topics, operation_timeout=timeout_s).values():
-        try:
-            future.result()
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise
+    pending = list(topics)
+    for attempt in range(1, 4):
+        if not pending:
+            return
+        futures = admin.delete_topics(pending, operation_timeout=timeout_s)
+        pending = []
+        for topic, future in futures.items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    continue
+                if attempt == 3 or not _is_transient(exc):
+                    raise
+                pending.append(topic)
+        if pending:
+            log.warning("topic delete retry attempt=%d topics=%s", attempt, pending)
+            time.sleep(2 * attempt)

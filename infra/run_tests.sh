@@ -4,10 +4,12 @@
 # pass or fail; a test stack that was already running is left as it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-set -a
-# shellcheck source=/dev/null
-. tests/stack.env
-set +a
+# The test stack's settings; a variable already set in the environment wins (so a second test
+# stack, e.g. a clean clone, can run beside this one on other ports).
+while IFS='=' read -r key value; do
+  case "$key" in ''|'#'*) continue ;; esac
+  if [ -z "${!key+x}" ]; then export "$key=$value"; fi
+done < tests/stack.env
 PY=.venv/bin/python
 
 started_here=0

@@ -74,6 +74,8 @@ def gunicorn_command(settings: Settings, app: str, port: int) -> list[str]:
         "20",
         "--access-logfile",
         "-",
+        # gunicorn 27 otherwise shares one control socket (~/.gunicorn) among all its servers.
+        "--no-control-socket",
         "--chdir",
         str(REPO_ROOT),
         app,
@@ -113,6 +115,9 @@ def up(settings: Settings) -> None:
     for path in (settings.stack.log_dir, settings.stack.data_dir):
         path.mkdir(parents=True, exist_ok=True)
 
+    # A program held down by a test that never released it would otherwise wait forever.
+    for hold in supervisor.hold_dir(settings).glob("*"):
+        hold.unlink()
     kafka_cluster.write_configs(settings)
     formatted = kafka_cluster.format_storage(settings)
     if formatted:
@@ -250,28 +255,30 @@ def program_pid(settings: Settings, name: str) -> int:
 def kill_program(settings: Settings, name: str, hold_down: bool = True) -> int:
     """SIGKILL one program by its PID (a crash, not a shutdown); returns the PID killed.
 
-    With `hold_down` the supervisor is told to leave it stopped, so a test can observe the stack
-    without it until `start_program`; otherwise the supervisor restarts it, as in production.
+    With `hold_down` the supervisor's restart waits (see supervisor.hold_path) until
+    `start_program`, so a test can watch the stack without it; otherwise the supervisor restarts
+    it at once, as in production.
     """
     pid = program_pid(settings, name)
     if pid <= 0:
         raise StackError(f"{name} is not running")
+    if hold_down:
+        hold = supervisor.hold_path(settings, name)
+        hold.parent.mkdir(parents=True, exist_ok=True)
+        hold.touch()
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    if hold_down:
-        try:
-            supervisor.rpc(settings).supervisor.stopProcess(name, True)
-        except Exception as exc:  # noqa: BLE001 - "not running" here just means it is down already
-            log.info("stop after kill name=%s: %s", name, exc)
+    log.info("killed name=%s pid=%d hold_down=%s", name, pid, hold_down)
     return pid
 
 
 def start_program(settings: Settings, name: str, timeout_s: float = 180) -> int:
     """Start one stopped program, wait until the stack is healthy again, and return its PID."""
+    supervisor.hold_path(settings, name).unlink(missing_ok=True)
     rpc = supervisor.rpc(settings, timeout_s=120)
-    if rpc.supervisor.getProcessInfo(name)["statename"] != "RUNNING":
+    if rpc.supervisor.getProcessInfo(name)["statename"] not in ("RUNNING", "STARTING"):
         rpc.supervisor.startProcess(name, True)
     # A restarted broker is only back once it has caught up: every ISR full again.
     deadline = time.monotonic() + timeout_s

@@ -30,6 +30,25 @@ class Program:
     stop_as_group: bool = True
 
 
+def hold_dir(settings: Settings) -> Path:
+    return settings.stack.run_dir / "hold"
+
+
+def hold_path(settings: Settings, name: str) -> Path:
+    """While this file exists, a (re)start of program `name` waits before running it."""
+    return hold_dir(settings) / name
+
+
+# Each program starts through this: wait while its hold file exists, then exec the real command
+# (same PID, so signals and supervision go to the service itself). Tests that SIGKILL a service
+# create the hold file first, so the supervisor's immediate restart cannot race them.
+_HOLD_WRAPPER = 'while [ -e "$0" ]; do sleep 0.2; done; exec "$@"'
+
+
+def wrapped_argv(settings: Settings, program: Program) -> list[str]:
+    return ["sh", "-c", _HOLD_WRAPPER, str(hold_path(settings, program.name)), *program.argv]
+
+
 def socket_path(settings: Settings) -> Path:
     return settings.stack.run_dir / "supervisor.sock"
 
@@ -73,7 +92,7 @@ def render_config(settings: Settings, programs: list[Program]) -> str:
     for program in programs:
         lines += [
             f"[program:{program.name}]",
-            f"command={_quote(shlex.join(program.argv))}",
+            f"command={_quote(shlex.join(wrapped_argv(settings, program)))}",
             f"priority={program.priority}",
             "autostart=true",
             "autorestart=true",

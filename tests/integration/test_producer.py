@@ -143,7 +143,9 @@ def test_produce_raises_when_a_broker_dies_and_the_topic_cannot_be_written(
     from headwater.kafka_admin import admin_client, delete_topics
 
     admin = admin_client(live_stack)
-    admin.create_topics([NewTopic(unique_name, replica_assignment=[[3]])])[unique_name].result()
+    admin.create_topics([NewTopic(unique_name, num_partitions=1, replica_assignment=[[3]])])[
+        unique_name
+    ].result()
     killed = stack.kill_program(live_stack, "kafka-broker2")
     try:
         with pytest.raises(ProduceError):
@@ -157,7 +159,8 @@ def test_produce_raises_when_a_broker_dies_and_the_topic_cannot_be_written(
             )
     finally:
         stack.start_program(live_stack, "kafka-broker2")
-        delete_topics(admin, [unique_name])
+        # A fresh client: the old one may still route admin requests to the restarted broker.
+        delete_topics(admin_client(live_stack), [unique_name])
     assert not stack.alive(killed)
 
 
