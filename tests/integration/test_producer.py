@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from producer.simulator import readings
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -22,6 +21,7 @@ from infra import stack
 from producer.kafka_out import ProduceError
 from producer.pull import RetryPolicy
 from producer.service import ingest_window
+from producer.simulator import readings
 from tests.integration.kafka_helpers import consume_all
 
 SINCE = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -191,3 +191,37 @@ def test_cli_pulls_one_window_into_a_topic(
     n = live_stack.services.simulator_devices * 60
     assert summary["pulled"] == summary["produced"] == n
     assert len(consume_all(live_stack, topic, unique_name, n)) == n
+
+
+def test_user_events_window_is_pulled_exactly_and_rerun_gives_the_same_keys(
+    live_stack: Settings, topic: str, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import requests
+
+    svc = live_stack.services
+    base = f"http://{svc.host}:{svc.flask_port}"
+    monkeypatch.setenv("HEADWATER_API_KEY", svc.api_key.get_secret_value())
+    before = datetime.now(UTC) - timedelta(milliseconds=5)
+    ids = []
+    for i in range(30):
+        resp = requests.post(
+            f"{base}/events",
+            json={"user_id": f"{unique_name}-u{i % 4}", "event_type": "page_view"},
+            headers={"X-API-Key": svc.api_key.get_secret_value()},
+            timeout=10,
+        )
+        assert resp.status_code == 201, resp.text
+        ids.append(resp.json()["event"]["event_id"])
+    after = datetime.now(UTC) + timedelta(milliseconds=5)
+
+    source = get_source("user-events").model_copy(update={"topic": topic})
+    first = ingest_window(source, before, after, live_stack, run_id="events-1")
+    # Other tests may post events too: the window holds at least ours, each exactly once.
+    got = consume_all(live_stack, topic, unique_name + "-1", first.produced)
+    keys = Counter(k for k, _ in got)
+    assert first.produced == len(got) >= len(ids)
+    assert all(keys[event_id] == 1 for event_id in ids)
+    second = ingest_window(source, before, after, live_stack, run_id="events-2")
+    assert second.produced == first.produced
+    got = consume_all(live_stack, topic, unique_name + "-2", 2 * first.produced)
+    assert Counter(k for k, _ in got) == Counter({k: 2 for k in keys})
