@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,9 +21,9 @@ import pytest
 import requests
 
 from headwater.settings import REPO_ROOT
+from tests.integration.http_helpers import free_port, wait_healthy
 
 GUNICORN = Path(sys.executable).parent / "gunicorn"
-START_TIMEOUT_S = 30.0
 MAX_BODY_BYTES = 256 * 1024
 BATCH_LIMIT = 50
 GOOD = {"user_id": "user-1", "event_type": "page.view"}
@@ -59,28 +58,6 @@ def living_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             living.append(int(stat.parent.name))
     return living
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(
-                f"gunicorn exited {server.process.returncode}:\n{server.log_path.read_text()}"
-            )
-        try:
-            if requests.get(f"{server.url}/healthz", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"events API not healthy after {START_TIMEOUT_S}s:\n{server.log_path.read_text()}")
 
 
 @pytest.fixture
@@ -125,7 +102,7 @@ def start_server(
             )
         server = Server(f"http://127.0.0.1:{port}", process, log_path)
         request.addfinalizer(server.kill_group)
-        wait_healthy(server)
+        wait_healthy(server.url, server.process, server.log_path, "events API")
         return server
 
     return start

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from producer.kafka_out import ProduceError
 from producer.pull import RetryPolicy
 from producer.service import ingest_window
 from producer.simulator import readings
+from tests.integration.http_helpers import free_port
 from tests.integration.kafka_helpers import consume_all
 
 SINCE = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -113,15 +113,9 @@ def test_source_failing_500_twice_and_429_still_completes_exactly(
     assert Counter(k for k, _ in got) == expected
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_produce_raises_when_the_broker_is_down_for_the_whole_run(live_stack: Settings) -> None:
     source = devices_into("devices")
-    dead = f"127.0.0.1:{_free_port()}"
+    dead = f"127.0.0.1:{free_port()}"
     with pytest.raises(ProduceError, match=r"0/\d+ acknowledged"):
         ingest_window(
             source,

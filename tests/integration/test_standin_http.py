@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +16,10 @@ import requests
 
 from headwater.settings import REPO_ROOT, get_settings
 from producer.standin import generate_data
+from tests.integration.http_helpers import free_port, wait_healthy
 
 COMMITTED_DATA = Path(generate_data.__file__).parent / "data"
 GUNICORN = Path(sys.executable).parent / "gunicorn"
-START_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -29,26 +27,6 @@ class Server:
     url: str
     data_dir: Path
     process: subprocess.Popen[bytes]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(server: Server, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"gunicorn exited {server.process.returncode}:\n{log_path.read_text()}")
-        try:
-            if requests.get(f"{server.url}/healthz", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"stand-in not healthy after {START_TIMEOUT_S}s:\n{log_path.read_text()}")
 
 
 @pytest.fixture
@@ -75,7 +53,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         )
     running = Server(f"http://127.0.0.1:{port}", data_dir, process)
     try:
-        wait_healthy(running, log_path)
+        wait_healthy(running.url, process, log_path, "stand-in")
         yield running
     finally:
         # Only the process this fixture started, by its PID.
