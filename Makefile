@@ -14,7 +14,7 @@ STAMP_KAFKA := $(CACHE)/kafka/.resolved
 STAMP_MONGO := $(CACHE)/mongo-server/.built
 STAMP_SH    := infra/mongosh/node_modules/.installed
 
-.PHONY: help install up down status logs mongosh test test-unit lint lock clean
+.PHONY: help install up down status logs mongosh test test-unit lint lock clean bench
 
 help:
 	@echo "make up       install everything (cached) and start the whole pipeline"
@@ -22,6 +22,7 @@ help:
 	@echo "make status   services and health checks;  make logs: follow every log;  make down: stop"
 	@echo "make mongosh  a MongoDB shell on the pipeline's database"
 	@echo "make lint     ruff;  make lock: re-resolve requirements.lock from requirements.in"
+	@echo "make bench    consumer throughput vs raw insert_many on the same MongoDB"
 
 install: $(STAMP_VENV) $(STAMP_KAFKA) $(STAMP_MONGO) $(STAMP_SH)
 
@@ -82,6 +83,10 @@ lock:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q uv==$(UV_VERSION)
 	$(VENV)/bin/uv pip compile -q requirements.in --python-version 3.11 -o requirements.lock
+
+# Consumer throughput against raw insert_many into the same server, on the running (dev) stack.
+bench: up
+	$(PY) bench/consumer_bench.py
 
 clean: down
 	rm -rf .run

@@ -26,6 +26,7 @@ from pydantic import (
     StrictInt,
     StringConstraints,
     ValidationError,
+    model_validator,
 )
 
 SCHEMA_VERSION_HEADER = "schema_version"
@@ -63,20 +64,27 @@ def _require_text(value: Any) -> Any:
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of the supported date range") from None
 
 
 # An instant written as ISO-8601 text with an offset (Z or +HH:MM), normalised to UTC.
 IsoInstant = Annotated[AwareDatetime, BeforeValidator(_require_text), AfterValidator(_to_utc)]
 # A JSON number (integer or fraction; never a boolean, a numeric string, NaN or infinity).
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
-# Epoch seconds as a JSON number, not before 1970.
-EpochSeconds = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+# Epoch seconds as a JSON number, from 1970 to the end of year 9999 (what a date can hold).
+MAX_EPOCH_S = 253_402_300_799
+EpochSeconds = Annotated[float, Strict(), Field(ge=0, le=MAX_EPOCH_S, allow_inf_nan=False)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# A non-negative integer that fits the 64-bit integers MongoDB stores.
+Id = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
 
 EVENT_ID_PATTERN = r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$"
 USER_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
+FIELD_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
 
 
 class _Contract(BaseModel):
@@ -101,7 +109,7 @@ class DeviceReadingV1(_Contract):
 class MachineMetricV1(_Contract):
     """machine-metrics v1: one factory machine parameter value at an epoch second."""
 
-    id: Annotated[StrictInt, Field(ge=0)]
+    id: Id
     val: Number
     time: EpochSeconds
 
@@ -110,7 +118,7 @@ class WorkOrderV1(_Contract):
     """work-orders v1: cumulative production of one product at an epoch second."""
 
     time: EpochSeconds
-    product: Annotated[StrictInt, Field(ge=0)]
+    product: Id
     production: Number
 
 
@@ -131,9 +139,18 @@ class MatchV1(BaseModel):
     # An external API adds fields over time; they are kept, not a reason to reject the match.
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    id: Annotated[StrictInt, Field(ge=0)]
+    id: Id
     utcDate: IsoInstant  # the API's own field name
     status: Name
+
+    @model_validator(mode="after")
+    def _plain_field_names(self) -> MatchV1:
+        # Extra fields become top-level document fields: "$x" or "a.b" would be read as operators
+        # or paths by MongoDB, so such a record is rejected rather than half-stored.
+        odd = [k for k in self.model_extra or {} if not re.fullmatch(FIELD_NAME_PATTERN, k)]
+        if odd:
+            raise ValueError(f"unexpected field names {sorted(odd)[:5]}")
+        return self
 
 
 CONTRACTS: dict[tuple[str, int], type[BaseModel]] = {

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+FILTERS_FILE = REPO_ROOT / "consumer" / "filters.yaml"
 
 
 def _config(prefix: str) -> SettingsConfigDict:
@@ -163,6 +164,34 @@ class ServiceSettings(BaseSettings):
         return value if value.is_absolute() else REPO_ROOT / value
 
 
+class ConsumerSettings(BaseSettings):
+    """HEADWATER_CONSUMER_*: what the consumer reads and how it batches, retries and reports."""
+
+    model_config = _config("HEADWATER_CONSUMER_")
+
+    # "" = every topic of sources.yaml. Otherwise comma-separated topics, each either a declared
+    # topic or "actual=declared" to read another topic name under a declared topic's contract.
+    topics: str = ""
+    # "" = settings.kafka.consumer_group.
+    group: str = ""
+    # A name for this member in pipeline_status ("" = host-pid).
+    instance: str = ""
+    batch_max_messages: int = 2000
+    batch_max_wait_s: float = 0.5
+    heartbeat_interval_s: float = 5.0
+    # /healthz answers 503 when the loop has not ticked for this long.
+    stale_after_s: float = 30.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+    # On SIGTERM with MongoDB down, how long to keep retrying the last batch before giving up.
+    shutdown_grace_s: float = 20.0
+    max_value_bytes: int = 1_048_576
+    rejected_raw_max_bytes: int = 65_536
+    session_timeout_ms: int = 10_000
+    mongo_timeout_ms: int = 5_000
+    filters_file: Path = FILTERS_FILE
+
+
 class Settings(BaseSettings):
     """All of Headwater's settings, grouped by the part they configure."""
 
@@ -173,6 +202,7 @@ class Settings(BaseSettings):
     mongo: MongoSettings = Field(default_factory=MongoSettings)
     airflow: AirflowSettings = Field(default_factory=AirflowSettings)
     services: ServiceSettings = Field(default_factory=ServiceSettings)
+    consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
 
 
 @lru_cache(maxsize=1)

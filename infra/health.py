@@ -93,4 +93,5 @@ def check_all(settings: Settings) -> list[Check]:
         check_airflow(settings),
         check_http("external-api", f"http://{svc.host}:{svc.external_api_port}/healthz"),
         check_http("events-api", f"http://{svc.host}:{svc.flask_port}/healthz"),
+        check_http("consumer", f"http://{svc.host}:{svc.consumer_port}/healthz"),
     ]

@@ -17,6 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+from pymongo import MongoClient
+
+from db.bootstrap import bootstrap as bootstrap_db
 from headwater.kafka_admin import admin_client, ensure_topics
 from headwater.settings import REPO_ROOT, Settings, get_settings
 from headwater.sources import pipeline_topics
@@ -53,6 +56,8 @@ def programs(settings: Settings) -> list[Program]:
         ("events-api", "producer.events.app:create_app()", svc.flask_port),
     ):
         result.append(Program(name, gunicorn_command(settings, app, port), priority=30))
+    consumer_argv = [str(VENV_BIN / "python"), "-m", "consumer"]
+    result.append(Program("consumer", consumer_argv, priority=40, cwd=REPO_ROOT))
     for name, argv in airflow_proc.airflow_programs(settings).items():
         result.append(Program(name, argv, priority=50, start_s=5, stop_as_group=False))
     return result
@@ -146,6 +151,10 @@ def up(settings: Settings) -> None:
     )
     if created:
         _say(f"created topics {', '.join(created)}")
+    with MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=10_000) as client:
+        # The embedded server has no collMod: validators are set when a collection is created.
+        bootstrap_db(client[settings.mongo.db], update_validators=not settings.mongo.embedded)
+    _say(f"MongoDB collections and indexes ready in database {settings.mongo.db}")
     _say(f"healthy in {time.monotonic() - started:.1f}s")
     print_summary(settings)
 
@@ -338,6 +347,7 @@ Headwater stack is up ({settings.stack.run_dir})
   mongosh        make mongosh
   Events API     http://{svc.host}:{svc.flask_port}   (POST /events with header X-API-Key)
   External API   http://{svc.host}:{svc.external_api_port}   (stand-in: /devices and data files)
+  Consumer       http://{svc.host}:{svc.consumer_port}/healthz  and /metrics
   Topics         {", ".join(pipeline_topics())}
   Logs           {settings.stack.log_dir}  (make logs)
   Status / stop  make status / make down

@@ -295,3 +295,38 @@ def test_poison_messages_are_quarantined_and_consumption_continues(
         binary = db.rejected.find_one({"reason": "value is not UTF-8"})
         assert binary is not None and "base64" in binary["raw"] and binary["key"] == "p1"
         assert binary["_id"] == f"{topic}|{binary['partition']}|{binary['offset']}"
+
+
+def test_a_record_mongodb_cannot_store_is_quarantined_and_its_batch_still_lands(
+    stack_settings: Settings, unique_name: str, tmp_path: Path
+) -> None:
+    topic = f"{unique_name}-ev"
+    ms = int(SINCE.timestamp() * 1000)
+    events = [user_event(ms + i, i, "user-1") for i in range(5)]
+    events[2]["properties"] = {"bad\u0000key": 1}  # valid JSON, not a BSON field name
+    events[3]["properties"] = {"$where": "x", "a.b": {"$gt": 1}}  # odd, but storable
+    with (
+        kafka_topics(stack_settings, [topic]),
+        mongo_database(stack_settings, db_name(unique_name)) as db,
+    ):
+        produce_records(stack_settings, "user-events", topic, events, run_id="odd")
+        consumer = ConsumerProcess(
+            stack_settings, {topic: "user-events"}, unique_name, db.name, tmp_path / "c.log"
+        )
+        with running_consumers(consumer):
+            wait_for(lambda: landed(db) >= len(events), 120, "every event answered")
+            wait_for(
+                lambda: offsets_committed_to_the_end(stack_settings, unique_name, [topic]),
+                60,
+                "offsets committed to the end",
+            )
+            assert consumer.alive()
+
+        stored = {d["_id"] for d in db.user_events.find({}, {"_id": 1})}
+        rejected = list(db.rejected.find())
+        assert len(stored) + len(rejected) == len(events)
+        assert events[2]["event_id"] not in stored
+        assert {e["event_id"] for e in events[:2] + events[4:]} <= stored
+        nul = [r for r in rejected if r["stage"] == "store"]
+        assert len(nul) >= 1
+        assert nul[0]["reason"].startswith("user_events: not storable as BSON")

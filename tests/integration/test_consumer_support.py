@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 from pymongo import MongoClient
 from pymongo.database import Database
@@ -29,7 +29,7 @@ from pymongo.errors import PyMongoError
 from headwater.kafka_admin import TOPIC_CONFIG, admin_client, delete_topics
 from headwater.settings import REPO_ROOT, Settings
 from headwater.sources import get_source
-from infra import stack
+from infra import stack, supervisor
 from infra.health import check_kafka, check_mongo
 from producer.kafka_out import ProduceResult, produce
 
@@ -37,19 +37,24 @@ CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 def require_kafka_and_mongo(settings: Settings) -> Settings:
-    """Kafka and MongoDB of the test stack (all the consumer needs), started if they are down.
+    """Kafka and MongoDB of the test stack (all the consumer needs), healthy.
 
-    (The `live_stack` fixture waits for every service, including the HTTP sources, which these
-    tests do not use.)
+    The stack is started only when it is not running at all. A service that is down while the
+    stack runs is another test's chaos (a killed broker, a held-down MongoDB): we wait for it to
+    come back rather than restart it under that test. (`live_stack` waits for every service,
+    including the HTTP sources, which these tests do not use.)
     """
-    if check_kafka(settings).ok and check_mongo(settings).ok:
-        return settings
-    try:
-        stack.up(settings)
-    except stack.StackError:
-        pass  # some other service may not come up; what matters is checked below
-    kafka, mongo = check_kafka(settings), check_mongo(settings)
-    assert kafka.ok and mongo.ok, f"test stack not usable: {kafka.detail}; {mongo.detail}"
+    if not supervisor.is_running(settings):
+        try:
+            stack.up(settings)
+        except stack.StackError:
+            pass  # a service these tests do not use may not come up; checked below
+    wait_for(
+        lambda: check_kafka(settings).ok and check_mongo(settings).ok,
+        300,
+        "Kafka (both brokers, full ISR) and MongoDB of the test stack",
+        interval_s=2,
+    )
     return settings
 
 
@@ -62,7 +67,7 @@ def wait_for(
     while time.monotonic() < deadline:
         try:
             last = condition()
-        except PyMongoError as exc:  # MongoDB may be restarting under a chaos test
+        except (PyMongoError, KafkaException) as exc:  # restarts under a chaos test
             last = exc
         else:
             if last:

@@ -1,0 +1,47 @@
+"""A consumed Kafka message as plain data, so the pure core never touches a client object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One message as read: where it sits, its key, value and headers (bytes as sent)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    timestamp_ms: int | None = None
+
+    @property
+    def tp(self) -> TopicPartition:
+        return (self.topic, self.partition)
+
+    @property
+    def ref(self) -> str:
+        """topic|partition|offset: unique per message, the _id of its rejection."""
+        return f"{self.topic}|{self.partition}|{self.offset}"
+
+    def header(self, name: str) -> bytes | None:
+        """The last value of header `name` (Kafka allows repeats; the last one wins)."""
+        found = None
+        for key, value in self.headers:
+            if key == name:
+                found = value
+        return found
+
+    def header_text(self, name: str) -> str | None:
+        """Header `name` as text, None when absent or not UTF-8."""
+        value = self.header(name)
+        if value is None:
+            return None
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return None

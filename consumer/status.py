@@ -1,0 +1,145 @@
+"""What the consumer reports about itself: counters, lag, heartbeat document, health (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+# librdkafka's "no offset" (nothing committed yet, or an offset it could not learn).
+OFFSET_INVALID = -1001
+
+
+@dataclass(frozen=True)
+class PartitionOffsets:
+    """One assigned partition's committed offset and watermarks (negative = unknown)."""
+
+    topic: str
+    partition: int
+    committed: int
+    low: int
+    high: int
+
+
+def partition_lag(committed: int, low: int, high: int) -> int | None:
+    """Messages not yet committed: high watermark - committed offset; None when unknown.
+
+    With nothing committed the group starts at the earliest retained message, so everything from
+    the low watermark on is behind. A committed offset past `high` (watermark older than the
+    commit) is no lag, never negative.
+    """
+    if high < 0:
+        return None
+    if committed >= 0:
+        return max(0, high - committed)
+    if low >= 0:
+        return max(0, high - low)
+    return None
+
+
+@dataclass
+class Counters:
+    """Running totals since start; each consumed message lands in exactly one of the first three."""
+
+    consumed: int = 0
+    stored: int = 0
+    rejected: int = 0
+    filtered: int = 0
+    written: int = 0  # documents written (data + rejections), after in-batch de-duplication
+    batches: int = 0
+    commits: int = 0
+    commit_failures: int = 0
+    store_retries: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class LastError:
+    """The most recent error and when it happened."""
+
+    message: str | None = None
+    at: datetime | None = None
+
+
+@dataclass
+class ConsumerState:
+    """Everything the heartbeat, /healthz and /metrics show; owned by the service loop."""
+
+    instance: str
+    group: str
+    host: str
+    pid: int
+    started_at: datetime
+    member_id: str | None = None
+    assigned: list[tuple[str, int]] = field(default_factory=list)
+    partitions: list[PartitionOffsets] = field(default_factory=list)
+    counters: Counters = field(default_factory=Counters)
+    last_error: LastError = field(default_factory=LastError)
+    store_ok: bool = True
+    phase: str = "starting"  # starting | running | store-unavailable | stopping | stopped
+
+
+def status_id(group: str, instance: str) -> str:
+    """_id of a member's heartbeat document in pipeline_status."""
+    return f"consumer|{group}|{instance}"
+
+
+def heartbeat_document(state: ConsumerState, now: datetime) -> dict[str, Any]:
+    """The pipeline_status document (without _id) of one member at `now`."""
+    partitions = []
+    total_lag = 0
+    lag_known = True
+    for p in sorted(state.partitions, key=lambda p: (p.topic, p.partition)):
+        lag = partition_lag(p.committed, p.low, p.high)
+        if lag is None:
+            lag_known = False
+        else:
+            total_lag += lag
+        partitions.append(
+            {
+                "topic": p.topic,
+                "partition": p.partition,
+                "committed": p.committed if p.committed >= 0 else None,
+                "high": p.high if p.high >= 0 else None,
+                "lag": lag,
+            }
+        )
+    return {
+        "kind": "consumer",
+        "group": state.group,
+        "instance": state.instance,
+        "member_id": state.member_id,
+        "host": state.host,
+        "pid": state.pid,
+        "phase": state.phase,
+        "started_at": state.started_at,
+        "heartbeat_at": now,
+        "assigned": [f"{t}[{p}]" for t, p in sorted(state.assigned)],
+        "partitions": partitions,
+        "lag_total": total_lag if lag_known else None,
+        "counters": state.counters.as_dict(),
+        "store_ok": state.store_ok,
+        "last_error": state.last_error.message,
+        "last_error_at": state.last_error.at,
+    }
+
+
+def health_verdict(
+    *, seconds_since_tick: float, stale_after_s: float, store_ok: bool, phase: str
+) -> tuple[bool, list[str]]:
+    """Whether /healthz answers 200, and why not."""
+    problems = []
+    if seconds_since_tick > stale_after_s:
+        problems.append(f"consumer loop stale: last tick {seconds_since_tick:.0f}s ago")
+    if not store_ok:
+        problems.append("MongoDB unavailable")
+    if phase in ("stopping", "stopped"):
+        problems.append(f"consumer is {phase}")
+    return not problems, problems
+
+
+def backoff_delay(attempt: int, initial_s: float, max_s: float) -> float:
+    """Seconds to wait before retry number `attempt` (0-based): doubling from initial, capped."""
+    return min(max_s, initial_s * 2 ** min(attempt, 30))

@@ -1,0 +1,1 @@
+"""MongoDB bootstrap (collections, $jsonSchema validators, indexes) and the mongosh queries."""
