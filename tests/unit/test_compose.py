@@ -38,6 +38,7 @@ def env_defaults() -> dict[str, str]:
 def test_services_are_the_local_topology() -> None:
     services = set(COMPOSE["services"])
     assert {"kafka-controller", "kafka-broker1", "kafka-broker2", "mongo"} <= services
+    assert {"events-api", "external-api", "consumer"} <= services
     assert {
         "airflow-api-server",
         "airflow-scheduler",
