@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from headwater.settings import Settings
-from headwater.sources import Source, ensure_utc
+from headwater.settings import Settings, get_settings
+from headwater.sources import Source, ensure_utc, get_source
+from headwater.windows import run_window
 from producer.kafka_out import ProduceResult, produce
 from producer.pull import PullStats, RetryPolicy, pull
 
@@ -48,3 +50,16 @@ def ingest_window(
         run_id=run_id,
         progress=on_record,
     )
+
+
+def ingest_run(
+    source_name: str,
+    interval_start: datetime | None,
+    interval_end: datetime | None,
+    params: dict[str, Any],
+    run_id: str,
+) -> dict[str, Any]:
+    """What an ingest DAG task does: pick the run's window, ingest it, return the counts."""
+    since, until = run_window(interval_start, interval_end, params)
+    result = ingest_window(get_source(source_name), since, until, get_settings(), run_id=run_id)
+    return {**result.as_dict(), "since": since.isoformat(), "until": until.isoformat()}
