@@ -3,8 +3,10 @@
 Scheduled and backfill runs pull exactly their data interval; a manual run takes the `since` and
 `until` params (its own data interval can be empty). `catchup=False`: after downtime the scheduler
 runs only the latest interval, and past ones are filled deliberately with a backfill, so an outage
-never floods the cluster unasked. The task's return value (pulled, produced, bytes, seconds,
-window) is its XCom, visible in the UI.
+never floods the cluster unasked. `pull_and_produce` returns (pulled, produced, bytes, seconds,
+window) as its XCom, visible in the UI; `reconcile` then waits (bounded) until MongoDB holds the
+window and fails the run, with the numbers in its log, unless pulled == produced == stored +
+rejected.
 """
 
 from __future__ import annotations
@@ -75,7 +77,13 @@ def build_ingest_dag(source: Source) -> DAG:
                 context["run_id"],
             )
 
-        pull_and_produce()
+        @task(task_id="reconcile")
+        def reconcile(ingested: dict[str, Any]) -> dict[str, Any]:
+            from producer.service import reconcile_run
+
+            return reconcile_run(source.name, ingested)
+
+        reconcile(pull_and_produce())
 
     return ingest()
 

@@ -130,6 +130,9 @@ class AirflowSettings(BaseSettings):
     # Each parallelism slot of the LocalExecutor is a forked worker (~130 MB): sized for 2 cores.
     parallelism: int = 4
     sql_alchemy_conn: str | None = None
+    # `make up` unpauses the pipeline's DAGs so data flows at once (the test stack keeps them
+    # paused: tests run DAGs themselves and scheduled runs would only add noise).
+    unpause_dags: bool = True
 
     @property
     def base_url(self) -> str:

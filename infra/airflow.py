@@ -21,11 +21,14 @@ import secrets
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+import requests
 
 from headwater.settings import REPO_ROOT, Settings
 
@@ -379,3 +382,36 @@ def airflow_token(settings: Settings, timeout_s: float = 10) -> str:
         method="POST",
     )
     return str(_http_json(request, timeout_s)["access_token"])
+
+
+def unpause_dags(
+    settings: Settings, expected: set[str], tag: str = "headwater", timeout_s: float = 120
+) -> list[str]:
+    """Wait (bounded) until the dag-processor has registered `expected`, then unpause every DAG
+    tagged `tag`; returns the DAG ids now running on their schedules."""
+    base = settings.airflow.base_url
+    headers = {"Authorization": f"Bearer {airflow_token(settings)}"}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        listing = requests.get(
+            f"{base}/api/v2/dags", params={"tags": tag, "limit": 1000}, headers=headers, timeout=10
+        )
+        listing.raise_for_status()
+        dags = {d["dag_id"]: d for d in listing.json()["dags"]}
+        if expected <= set(dags):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"DAGs not registered after {timeout_s:.0f}s: {expected - set(dags)}"
+            )
+        time.sleep(2)
+    for dag_id, dag in sorted(dags.items()):
+        if dag["is_paused"]:
+            resp = requests.patch(
+                f"{base}/api/v2/dags/{dag_id}",
+                json={"is_paused": False},
+                headers=headers,
+                timeout=10,
+            )
+            resp.raise_for_status()
+    return sorted(dags)

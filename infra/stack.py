@@ -22,7 +22,7 @@ from pymongo import MongoClient
 from db.bootstrap import bootstrap as bootstrap_db
 from headwater.kafka_admin import admin_client, ensure_topics
 from headwater.settings import REPO_ROOT, Settings, get_settings
-from headwater.sources import pipeline_topics
+from headwater.sources import load_sources, pipeline_topics
 from infra import airflow as airflow_proc
 from infra import kafka_cluster, mongo_server, supervisor
 from infra.health import Check, check_all
@@ -155,8 +155,13 @@ def up(settings: Settings) -> None:
         # The embedded server has no collMod: validators are set when a collection is created.
         bootstrap_db(client[settings.mongo.db], update_validators=not settings.mongo.embedded)
     _say(f"MongoDB collections and indexes ready in database {settings.mongo.db}")
+    running: list[str] = []
+    if settings.airflow.unpause_dags:
+        expected = {"ingest_" + name.replace("-", "_") for name in load_sources()}
+        running = airflow_proc.unpause_dags(settings, expected)
+        _say(f"DAGs unpaused: {', '.join(running)}")
     _say(f"healthy in {time.monotonic() - started:.1f}s")
-    print_summary(settings)
+    print_summary(settings, running)
 
 
 def _supervisorctl(settings: Settings, *args: str, check: bool = True) -> str:
@@ -334,7 +339,7 @@ def status(settings: Settings) -> bool:
     return ok
 
 
-def print_summary(settings: Settings) -> None:
+def print_summary(settings: Settings, dags: list[str] | None = None) -> None:
     """Where everything is, for the person who just ran `make up`."""
     a, k, m, svc = settings.airflow, settings.kafka, settings.mongo, settings.services
     embedded = " (embedded server)" if m.embedded else ""
@@ -350,6 +355,7 @@ Headwater stack is up ({settings.stack.run_dir})
   Consumer       http://{svc.host}:{svc.consumer_port}/healthz  and /metrics
   Topics         {", ".join(pipeline_topics())}
   Logs           {settings.stack.log_dir}  (make logs)
+  DAGs running   {", ".join(dags or []) or "none (paused: unpause them in the UI)"}
   Status / stop  make status / make down
 """,
         flush=True,

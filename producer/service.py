@@ -7,6 +7,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from pymongo import MongoClient
+
+from headwater.reconcile import reconcile
 from headwater.settings import Settings, get_settings
 from headwater.sources import Source, ensure_utc, get_source
 from headwater.windows import run_window
@@ -63,3 +66,20 @@ def ingest_run(
     since, until = run_window(interval_start, interval_end, params)
     result = ingest_window(get_source(source_name), since, until, get_settings(), run_id=run_id)
     return {**result.as_dict(), "since": since.isoformat(), "until": until.isoformat()}
+
+
+def reconcile_run(source_name: str, ingested: dict[str, Any]) -> dict[str, Any]:
+    """What an ingest DAG's reconcile task does: wait for the window in MongoDB, compare counts."""
+    settings = get_settings()
+    since = datetime.fromisoformat(ingested["since"])
+    until = datetime.fromisoformat(ingested["until"])
+    with MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=10_000) as client:
+        tally = reconcile(
+            client[settings.mongo.db],
+            get_source(source_name),
+            since,
+            until,
+            pulled=ingested["pulled"],
+            produced=ingested["produced"],
+        )
+    return tally.as_dict()

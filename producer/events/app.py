@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from headwater.settings import get_settings
-from producer.events import db, health, ingest, reads
+from producer.events import db, health, ingest, reads, stats
 from producer.events.errors import register_error_handlers
 from producer.events.store import EventStore
 from producer.events.times import now_utc
@@ -45,6 +45,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(ingest.bp)
     app.register_blueprint(reads.bp)
+    app.register_blueprint(stats.bp)
     register_error_handlers(app)
     log.info(
         "events api ready database=%s batch_limit=%d max_body_bytes=%d page_size=%d/%d",
