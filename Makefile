@@ -13,8 +13,9 @@ STAMP_VENV  := $(VENV)/.synced
 STAMP_KAFKA := $(CACHE)/kafka/.resolved
 STAMP_MONGO := $(CACHE)/mongo-server/.built
 STAMP_SH    := infra/mongosh/node_modules/.installed
+CHROMIUM    := /usr/bin/chromium
 
-.PHONY: help install up down status logs mongosh test test-unit lint lock clean bench
+.PHONY: help install up down status logs mongosh airflow test test-unit lint lock clean bench
 
 help:
 	@echo "make up       install everything (cached) and start the whole pipeline"
@@ -24,7 +25,7 @@ help:
 	@echo "make lint     ruff;  make lock: re-resolve requirements.lock from requirements.in"
 	@echo "make bench    consumer throughput vs raw insert_many on the same MongoDB"
 
-install: $(STAMP_VENV) $(STAMP_KAFKA) $(STAMP_MONGO) $(STAMP_SH)
+install: $(STAMP_VENV) $(STAMP_KAFKA) $(STAMP_MONGO) $(STAMP_SH) $(CHROMIUM)
 
 # Python: a venv synced to the pinned lock, plus this project in editable mode.
 $(STAMP_VENV): requirements.lock pyproject.toml
@@ -51,6 +52,12 @@ $(STAMP_SH): infra/mongosh/package-lock.json
 	npm ci --prefix infra/mongosh --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# Debian's Chromium for the browser test of the Airflow UI (Playwright drives it; it never
+# downloads a browser of its own).
+$(CHROMIUM):
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium
+
 up: install
 	$(PY) -m infra.stack up
 
@@ -62,6 +69,10 @@ status:
 
 logs:
 	$(PY) -m infra.stack logs
+
+# The Airflow CLI against the running stack, e.g. make airflow ARGS="dags list".
+airflow:
+	$(PY) -m infra.stack airflow $(ARGS)
 
 mongosh: $(STAMP_SH)
 	@uri=$$($(PY) -c 'from headwater.settings import get_settings as g; s=g(); print(s.mongo.uri.rstrip("/") + "/" + s.mongo.db)'); \

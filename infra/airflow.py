@@ -72,8 +72,10 @@ def sqlite_path(settings: Settings) -> Path:
 
 def sql_alchemy_conn(settings: Settings) -> str:
     """The metadata DB URL: settings.airflow.sql_alchemy_conn, else SQLite in the data dir."""
-    # sqlite:/// + an absolute path gives the four slashes Airflow insists on.
-    return settings.airflow.sql_alchemy_conn or f"sqlite:///{sqlite_path(settings)}"
+    # sqlite:/// + an absolute path gives the four slashes Airflow insists on. timeout: wait up
+    # to 30 s for SQLite's single writer lock instead of failing with "database is locked" when
+    # the scheduler, the API server and a CLI backfill write at once.
+    return settings.airflow.sql_alchemy_conn or f"sqlite:///{sqlite_path(settings)}?timeout=30"
 
 
 def kafka_connection(settings: Settings) -> dict[str, Any]:

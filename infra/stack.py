@@ -158,6 +158,7 @@ def up(settings: Settings) -> None:
     running: list[str] = []
     if settings.airflow.unpause_dags:
         expected = {"ingest_" + name.replace("-", "_") for name in load_sources()}
+        expected |= {"rollup_readings", "pipeline_health"}
         running = airflow_proc.unpause_dags(settings, expected)
         _say(f"DAGs unpaused: {', '.join(running)}")
     _say(f"healthy in {time.monotonic() - started:.1f}s")
@@ -373,7 +374,10 @@ def logs(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "logs", "running", "pids"])
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "logs", "running", "pids", "airflow"]
+    )
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="airflow: the CLI's arguments")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
@@ -388,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:
             logs(settings)
         elif args.command == "running":
             return 0 if supervisor.is_running(settings) else 1
+        elif args.command == "airflow":
+            # The Airflow CLI with the stack's environment (home, metadata DB, connections).
+            env = stack_env(settings)
+            os.execve(str(VENV_BIN / "airflow"), ["airflow", *args.args], env)
         elif args.command == "pids":
             for name, pid in stack_pids(settings).items():
                 print(name, pid)

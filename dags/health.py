@@ -1,0 +1,73 @@
+"""pipeline_health: every 5 minutes, one sensor per health check, all in parallel.
+
+Checks (plugins/headwater_health): both brokers alive, no under-replicated or offline partitions,
+consumer heartbeat fresh, consumer-group lag per topic under a threshold, newest document of each
+continuously flowing source (default: devices) within its freshness bound, and every service's
+/healthz. Each sensor pokes every 30 s in reschedule mode (no worker slot held between pokes) for
+up to 3 minutes; every poke writes its result to `health_checks`, so a red run says what is wrong
+and by how much. A paused or never-run source DAG makes its source fail the freshness check: that
+is a source not flowing. `catchup=False`, one run at a time: only the present state matters.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Param, dag
+from airflow.timetables.interval import DeltaDataIntervalTimetable
+from headwater_health.sensors import HealthCheckSensor
+
+from headwater.health_checks import (
+    CHECK_BROKERS,
+    CHECK_FRESHNESS,
+    CHECK_HEALTHZ,
+    CHECK_HEARTBEAT,
+    CHECK_LAG,
+    CHECK_PARTITIONS,
+    DEFAULT_FRESHNESS_SOURCES,
+)
+
+START = datetime(2026, 1, 1)
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "headwater",
+    "retries": 1,
+    "retry_delay": timedelta(seconds=30),
+}
+
+
+@dag(
+    dag_id="pipeline_health",
+    description="Brokers, partitions, consumer heartbeat and lag, source freshness, /healthz",
+    schedule=DeltaDataIntervalTimetable(timedelta(minutes=5)),
+    start_date=START,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["headwater", "health"],
+    # Params reach the sensors as numbers and lists, not their text.
+    render_template_as_native_obj=True,
+    params={
+        "max_lag_per_topic": Param(1000, type="integer", minimum=0),
+        "freshness_sources": Param(list(DEFAULT_FRESHNESS_SOURCES), type="array"),
+    },
+    doc_md=__doc__,
+)
+def pipeline_health() -> None:
+    HealthCheckSensor(task_id=CHECK_BROKERS, check=CHECK_BROKERS)
+    HealthCheckSensor(task_id=CHECK_PARTITIONS, check=CHECK_PARTITIONS)
+    HealthCheckSensor(task_id=CHECK_HEARTBEAT, check=CHECK_HEARTBEAT)
+    HealthCheckSensor(
+        task_id=CHECK_LAG,
+        check=CHECK_LAG,
+        check_params={"max_lag_per_topic": "{{ params.max_lag_per_topic }}"},
+    )
+    HealthCheckSensor(
+        task_id=CHECK_FRESHNESS,
+        check=CHECK_FRESHNESS,
+        check_params={"sources": "{{ params.freshness_sources }}"},
+    )
+    HealthCheckSensor(task_id=CHECK_HEALTHZ, check=CHECK_HEALTHZ)
+
+
+pipeline_health()

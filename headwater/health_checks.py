@@ -1,0 +1,217 @@
+"""The pipeline health checks' decisions (pure): plain data and "now" in, a result document out.
+
+Every check returns `{check, ok, detail, measured}`; `detail` names what is wrong and by how much
+(or what was seen when all is well), `measured` holds the numbers behind it. Fetching the data
+(Kafka metadata and offsets, MongoDB documents, HTTP answers) is the health plugin's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from consumer.status import PartitionOffsets, partition_lag
+from headwater.kafka_admin import PartitionState
+
+HealthResult = dict[str, Any]
+
+# Freshness bound of a source: this many of its intervals, never less than the floor (a DAG run
+# lands its window up to one interval plus scheduling latency after the window's events).
+FRESHNESS_INTERVALS = 3
+FRESHNESS_FLOOR_S = 180.0
+# Sources whose data flows continuously when their DAGs are unpaused; the hourly and daily sources
+# (and user-events, which only has data when users post) would make a paused or quiet DAG look
+# like an outage, so they are opt-in.
+DEFAULT_FRESHNESS_SOURCES = ("devices",)
+
+CHECK_BROKERS = "kafka_brokers"
+CHECK_PARTITIONS = "kafka_partitions"
+CHECK_HEARTBEAT = "consumer_heartbeat"
+CHECK_LAG = "consumer_lag"
+CHECK_FRESHNESS = "source_freshness"
+CHECK_HEALTHZ = "service_healthz"
+ALL_CHECKS = (
+    CHECK_BROKERS,
+    CHECK_PARTITIONS,
+    CHECK_HEARTBEAT,
+    CHECK_LAG,
+    CHECK_FRESHNESS,
+    CHECK_HEALTHZ,
+)
+
+
+def health_result(check: str, ok: bool, detail: str, measured: dict[str, Any]) -> HealthResult:
+    """One check's result document (without its run ids and time)."""
+    return {"check": check, "ok": ok, "detail": detail, "measured": measured}
+
+
+def as_utc(value: datetime) -> datetime:
+    """pymongo hands back naive UTC datetimes; make every instant aware before comparing."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def check_brokers_alive(expected: Iterable[str], seen: Mapping[int, str]) -> HealthResult:
+    """Every expected broker host:port is in the cluster metadata."""
+    expected_hosts = sorted(set(expected))
+    seen_hosts = sorted(set(seen.values()))
+    missing = [h for h in expected_hosts if h not in seen_hosts]
+    measured = {
+        "expected": len(expected_hosts),
+        "alive": len(seen_hosts),
+        "broker_ids": sorted(seen),
+        "hosts": seen_hosts,
+        "missing": missing,
+    }
+    if missing:
+        detail = (
+            f"{len(missing)} of {len(expected_hosts)} brokers missing from the cluster metadata: "
+            f"{', '.join(missing)} (alive: {', '.join(seen_hosts) or 'none'})"
+        )
+        return health_result(CHECK_BROKERS, False, detail, measured)
+    return health_result(
+        CHECK_BROKERS, True, f"{len(seen_hosts)} brokers alive: {', '.join(seen_hosts)}", measured
+    )
+
+
+def check_partitions_replicated(states: Iterable[PartitionState]) -> HealthResult:
+    """No partition is offline (no leader) or under-replicated (ISR smaller than replicas)."""
+    states = list(states)
+    offline = [s for s in states if s.offline]
+    under = [s for s in states if not s.offline and s.under_replicated]
+    measured = {
+        "partitions": len(states),
+        "offline": [f"{s.topic}[{s.partition}]" for s in offline],
+        "under_replicated": [f"{s.topic}[{s.partition}]" for s in under],
+    }
+    if offline or under:
+        named = [
+            f"{s.topic}[{s.partition}] isr={list(s.isr)}/replicas={list(s.replicas)}"
+            + (" offline" if s.offline else "")
+            for s in offline + under
+        ]
+        more = f" (+{len(named) - 10} more)" if len(named) > 10 else ""
+        detail = (
+            f"{len(offline)} offline and {len(under)} under-replicated of {len(states)} "
+            f"partitions: {', '.join(named[:10])}{more}"
+        )
+        return health_result(CHECK_PARTITIONS, False, detail, measured)
+    return health_result(
+        CHECK_PARTITIONS, True, f"all {len(states)} partitions fully replicated", measured
+    )
+
+
+def check_heartbeat_fresh(
+    heartbeats: Iterable[Mapping[str, Any]], now: datetime, stale_after_s: float
+) -> HealthResult:
+    """The newest consumer heartbeat (pipeline_status.heartbeat_at) is at most stale_after_s old."""
+    newest: Mapping[str, Any] | None = None
+    for doc in heartbeats:
+        at = doc.get("heartbeat_at")
+        if isinstance(at, datetime) and (
+            newest is None or as_utc(at) > as_utc(newest["heartbeat_at"])
+        ):
+            newest = doc
+    if newest is None:
+        return health_result(
+            CHECK_HEARTBEAT,
+            False,
+            "no consumer heartbeat in pipeline_status",
+            {"stale_after_s": stale_after_s, "age_s": None},
+        )
+    age_s = (as_utc(now) - as_utc(newest["heartbeat_at"])).total_seconds()
+    measured = {
+        "stale_after_s": stale_after_s,
+        "age_s": round(age_s, 1),
+        "heartbeat_at": as_utc(newest["heartbeat_at"]).isoformat(),
+        "instance": newest.get("instance"),
+        "member_id": newest.get("member_id"),
+        "phase": newest.get("phase"),
+        "last_error": newest.get("last_error"),
+    }
+    who = f"consumer {newest.get('instance')} (phase {newest.get('phase')})"
+    if age_s > stale_after_s:
+        detail = (
+            f"{who} heartbeat is {age_s:.0f}s old, {age_s - stale_after_s:.0f}s over the "
+            f"{stale_after_s:.0f}s limit"
+        )
+        return health_result(CHECK_HEARTBEAT, False, detail, measured)
+    return health_result(CHECK_HEARTBEAT, True, f"{who} heartbeat {age_s:.0f}s old", measured)
+
+
+def check_lag_under(offsets: Iterable[PartitionOffsets], max_lag_per_topic: int) -> HealthResult:
+    """The group's lag (high watermark - committed, summed per topic) is within the limit."""
+    lag: dict[str, int] = {}
+    unknown: list[str] = []
+    for p in offsets:
+        lag.setdefault(p.topic, 0)
+        behind = partition_lag(p.committed, p.low, p.high)
+        if behind is None:
+            unknown.append(f"{p.topic}[{p.partition}]")
+        else:
+            lag[p.topic] += behind
+    over = {t: n for t, n in sorted(lag.items()) if n > max_lag_per_topic}
+    measured = {"max_lag_per_topic": max_lag_per_topic, "lag": lag, "unknown": unknown}
+    problems = [
+        f"{t} lag {n} > {max_lag_per_topic} (by {n - max_lag_per_topic})" for t, n in over.items()
+    ]
+    if unknown:
+        problems.append(f"lag unknown for {', '.join(unknown)}")
+    if not lag:
+        problems.append("no partitions to measure")
+    if problems:
+        return health_result(CHECK_LAG, False, "; ".join(problems), measured)
+    summary = ", ".join(f"{t}={n}" for t, n in sorted(lag.items()))
+    return health_result(
+        CHECK_LAG, True, f"lag per topic within {max_lag_per_topic}: {summary}", measured
+    )
+
+
+def freshness_bound_s(interval_s: float, floor_s: float = FRESHNESS_FLOOR_S) -> float:
+    """How old a source's newest document may be: FRESHNESS_INTERVALS intervals, at least floor."""
+    return max(FRESHNESS_INTERVALS * interval_s, floor_s)
+
+
+def check_sources_fresh(
+    newest: Mapping[str, datetime | None], bounds_s: Mapping[str, float], now: datetime
+) -> HealthResult:
+    """Each source's newest stored event time is within its bound.
+
+    A source with no document at all fails ("never stored"): a paused or never-run DAG is a source
+    that does not flow, which is what the check is there to notice. Only the sources in `bounds_s`
+    are checked.
+    """
+    ages: dict[str, float | None] = {}
+    problems: list[str] = []
+    for source, bound in sorted(bounds_s.items()):
+        at = newest.get(source)
+        if at is None:
+            ages[source] = None
+            problems.append(f"{source}: no document stored")
+            continue
+        age = (as_utc(now) - as_utc(at)).total_seconds()
+        ages[source] = round(age, 1)
+        if age > bound:
+            problems.append(
+                f"{source}: newest is {age:.0f}s old, {age - bound:.0f}s over {bound:.0f}s"
+            )
+    measured = {"age_s": ages, "bound_s": dict(bounds_s)}
+    if problems:
+        return health_result(CHECK_FRESHNESS, False, "; ".join(problems), measured)
+    summary = ", ".join(f"{s} {a:.0f}s" for s, a in ages.items() if a is not None)
+    return health_result(CHECK_FRESHNESS, True, f"fresh: {summary}", measured)
+
+
+def check_healthz(answers: Mapping[str, tuple[str, int | None, str]]) -> HealthResult:
+    """Every service's /healthz answered 200; `answers` maps name -> (url, status or None, text)."""
+    bad: list[str] = []
+    statuses: dict[str, int | None] = {}
+    for name, (url, status, text) in sorted(answers.items()):
+        statuses[name] = status
+        if status != 200:
+            answered = f"answered {status}" if status is not None else "did not answer"
+            bad.append(f"{name} {url} {answered}: {text[:200]}")
+    measured = {"status": statuses}
+    if bad:
+        return health_result(CHECK_HEALTHZ, False, "; ".join(bad), measured)
+    return health_result(CHECK_HEALTHZ, True, f"healthy: {', '.join(statuses)}", measured)

@@ -1,0 +1,215 @@
+"""Gather what each health check needs (Kafka, MongoDB, HTTP), decide it, record the result.
+
+The sensors and the integration tests both call `run_and_record`, with a Kafka AdminClient and a
+MongoDB database handed in (from the Airflow hooks in the DAG, from settings in tests).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+from pymongo.database import Database
+
+from consumer.status import PartitionOffsets
+from headwater import health_checks as hc
+from headwater.contracts import Collections
+from headwater.kafka_admin import cluster_brokers, partition_states
+from headwater.reconcile import STORED_IN
+from headwater.settings import Settings
+from headwater.sources import load_sources, pipeline_topics
+
+log = logging.getLogger(__name__)
+
+HealthResult = hc.HealthResult
+TIMEOUT_S = 10.0
+DEFAULT_MAX_LAG_PER_TOPIC = 1000
+
+
+def probe_brokers(settings: Settings, admin: AdminClient, **_: Any) -> HealthResult:
+    """Expected brokers (settings) vs the brokers in the cluster metadata."""
+    expected = settings.kafka.bootstrap_servers.split(",")
+    return hc.check_brokers_alive(expected, cluster_brokers(admin, TIMEOUT_S))
+
+
+def probe_partitions(settings: Settings, admin: AdminClient, **_: Any) -> HealthResult:
+    """Leader, replicas and ISR of every non-internal topic's partitions."""
+    return hc.check_partitions_replicated(partition_states(admin, timeout_s=TIMEOUT_S))
+
+
+def probe_heartbeat(
+    settings: Settings,
+    db: Database,
+    now: datetime,
+    stale_after_s: float | None = None,
+    **_: Any,
+) -> HealthResult:
+    """The consumer group's heartbeat documents in pipeline_status."""
+    docs = db[Collections.PIPELINE_STATUS].find(
+        {"kind": "consumer", "group": _group(settings)},
+        {"heartbeat_at": 1, "instance": 1, "member_id": 1, "phase": 1, "last_error": 1},
+    )
+    limit = settings.consumer.stale_after_s if stale_after_s is None else stale_after_s
+    return hc.check_heartbeat_fresh(list(docs), now, limit)
+
+
+def group_offsets(admin: AdminClient, group: str, topics: list[str]) -> list[PartitionOffsets]:
+    """Committed offset and low/high watermarks of every partition of `topics` for `group`."""
+    tps = [
+        TopicPartition(s.topic, s.partition)
+        for s in partition_states(admin, topics, timeout_s=TIMEOUT_S)
+    ]
+    if not tps:
+        return []
+    request = [ConsumerGroupTopicPartitions(group, tps)]
+    answer = admin.list_consumer_group_offsets(request, request_timeout=TIMEOUT_S)[group].result()
+    committed = {(tp.topic, tp.partition): tp.offset for tp in answer.topic_partitions}
+    low = _offsets(admin, tps, OffsetSpec.earliest())
+    high = _offsets(admin, tps, OffsetSpec.latest())
+    return [
+        PartitionOffsets(
+            tp.topic,
+            tp.partition,
+            committed.get((tp.topic, tp.partition), -1),
+            low[(tp.topic, tp.partition)],
+            high[(tp.topic, tp.partition)],
+        )
+        for tp in tps
+    ]
+
+
+def _offsets(
+    admin: AdminClient, tps: list[TopicPartition], spec: OffsetSpec
+) -> dict[tuple[str, int], int]:
+    futures = admin.list_offsets({tp: spec for tp in tps}, request_timeout=TIMEOUT_S)
+    return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+
+
+def probe_lag(
+    settings: Settings,
+    admin: AdminClient,
+    max_lag_per_topic: int | str = DEFAULT_MAX_LAG_PER_TOPIC,
+    topics: list[str] | None = None,
+    **_: Any,
+) -> HealthResult:
+    """Committed offsets of the consumer group vs high watermarks, on the pipeline's topics.
+
+    Computed from Kafka rather than from the heartbeat: a dead consumer's last heartbeat still
+    shows the lag it had, while messages keep arriving.
+    """
+    offsets = group_offsets(admin, _group(settings), topics or pipeline_topics())
+    return hc.check_lag_under(offsets, int(max_lag_per_topic))
+
+
+def probe_freshness(
+    settings: Settings,
+    db: Database,
+    now: datetime,
+    sources: list[str] | str | None = None,
+    **_: Any,
+) -> HealthResult:
+    """Newest stored event time of each source (STORED_IN) vs its bound from sources.yaml."""
+    declared = load_sources()
+    if isinstance(sources, str):
+        sources = [s.strip() for s in sources.split(",") if s.strip()]
+    names = list(sources or hc.DEFAULT_FRESHNESS_SOURCES)
+    unknown = [n for n in names if n not in declared or n not in STORED_IN]
+    if unknown:
+        raise ValueError(f"unknown sources {unknown}; declared: {sorted(declared)}")
+    newest: dict[str, datetime | None] = {}
+    for name in names:
+        collection, time_field = STORED_IN[name]
+        doc = db[collection].find_one({"source": name}, {time_field: 1}, sort=[(time_field, -1)])
+        newest[name] = doc.get(time_field) if doc else None
+    bounds = {n: hc.freshness_bound_s(declared[n].interval_s) for n in names}
+    return hc.check_sources_fresh(newest, bounds, now)
+
+
+def probe_healthz(settings: Settings, **_: Any) -> HealthResult:
+    """GET /healthz of the external API stand-in, the events API and the consumer."""
+    svc = settings.services
+    urls = {
+        "external-api": f"http://{svc.host}:{svc.external_api_port}/healthz",
+        "events-api": f"http://{svc.host}:{svc.flask_port}/healthz",
+        "consumer": f"http://{svc.host}:{svc.consumer_port}/healthz",
+    }
+    answers: dict[str, tuple[str, int | None, str]] = {}
+    for name, url in urls.items():
+        try:
+            resp = requests.get(url, timeout=5)
+            answers[name] = (url, resp.status_code, resp.text)
+        except requests.RequestException as exc:
+            answers[name] = (url, None, f"{type(exc).__name__}: {exc}")
+    return hc.check_healthz(answers)
+
+
+PROBES: dict[str, Callable[..., HealthResult]] = {
+    hc.CHECK_BROKERS: probe_brokers,
+    hc.CHECK_PARTITIONS: probe_partitions,
+    hc.CHECK_HEARTBEAT: probe_heartbeat,
+    hc.CHECK_LAG: probe_lag,
+    hc.CHECK_FRESHNESS: probe_freshness,
+    hc.CHECK_HEALTHZ: probe_healthz,
+}
+# Which checks need which handle: the sensor only opens the connections a check uses.
+NEEDS_KAFKA = frozenset({hc.CHECK_BROKERS, hc.CHECK_PARTITIONS, hc.CHECK_LAG})
+NEEDS_MONGO_DATA = frozenset({hc.CHECK_HEARTBEAT, hc.CHECK_FRESHNESS})
+
+
+def run_check(
+    check: str,
+    settings: Settings,
+    *,
+    admin: AdminClient | None,
+    db: Database,
+    now: datetime,
+    params: Mapping[str, Any] | None = None,
+) -> HealthResult:
+    """Run one check; an error while gathering its data is a failed result naming the error."""
+    try:
+        return PROBES[check](settings, admin=admin, db=db, now=now, **dict(params or {}))
+    except Exception as exc:  # noqa: BLE001 - a health check reports every failure as unhealthy
+        log.warning("health check error check=%s error=%s: %s", check, type(exc).__name__, exc)
+        return hc.health_result(check, False, f"check error {type(exc).__name__}: {exc}", {})
+
+
+def record_result(
+    db: Database, result: HealthResult, *, run_id: str, try_number: int, now: datetime
+) -> dict[str, Any]:
+    """Upsert the result into health_checks under `check|run_id|try` and return the document."""
+    doc = {
+        "_id": f"{result['check']}|{run_id}|{try_number}",
+        **result,
+        "checked_at": now,
+        "dag_run_id": run_id,
+    }
+    db[Collections.HEALTH_CHECKS].replace_one({"_id": doc["_id"]}, doc, upsert=True)
+    return doc
+
+
+def run_and_record(
+    check: str,
+    settings: Settings,
+    *,
+    admin: AdminClient | None,
+    db: Database,
+    run_id: str,
+    try_number: int,
+    params: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Run one check and store its result, pass or fail; returns the stored document."""
+    now = now or datetime.now(UTC)
+    result = run_check(check, settings, admin=admin, db=db, now=now, params=params)
+    doc = record_result(db, result, run_id=run_id, try_number=try_number, now=now)
+    log.info("health check=%s ok=%s run_id=%s detail=%s", check, doc["ok"], run_id, doc["detail"])
+    return doc
+
+
+def _group(settings: Settings) -> str:
+    return settings.consumer.group or settings.kafka.consumer_group
