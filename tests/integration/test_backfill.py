@@ -45,30 +45,32 @@ def unpaused(live_stack: Settings) -> Iterator[Settings]:
 
 def backfill(settings: Settings, dag_id: str, last_logical: datetime, reprocess: str) -> None:
     """Create a backfill of HOUR with the real CLI and wait until every run of it has ended."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "infra.stack",
-            "airflow",
-            "backfill",
-            "create",
-            "--dag-id",
-            dag_id,
-            "--from-date",
-            HOUR.isoformat(),
-            "--to-date",
-            last_logical.isoformat(),
-            "--max-active-runs",
-            "3",
-            "--reprocess-behavior",
-            reprocess,
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "infra.stack",
+        "airflow",
+        "backfill",
+        "create",
+        "--dag-id",
+        dag_id,
+        "--from-date",
+        HOUR.isoformat(),
+        "--to-date",
+        last_logical.isoformat(),
+        "--max-active-runs",
+        "3",
+        "--reprocess-behavior",
+        reprocess,
+    ]
+    for _attempt in range(4):
+        result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        # SQLite (the embedded metadata DB) has one writer: a CLI write racing the scheduler's
+        # can get SQLITE_BUSY at once despite the busy timeout. The create rolled back; retry,
+        # as a person would. (Postgres via AIRFLOW_UI_SQL_ALCHEMY_CONN has no such limit.)
+        if result.returncode == 0 or "database is locked" not in result.stderr:
+            break
+        time.sleep(5)
     assert result.returncode == 0, result.stderr[-3000:]
     base, headers = _api(settings)
     deadline = time.monotonic() + 900
