@@ -14,6 +14,8 @@ STAMP_KAFKA := $(CACHE)/kafka/.resolved
 STAMP_MONGO := $(CACHE)/mongo-server/.built
 STAMP_SH    := infra/mongosh/node_modules/.installed
 CHROMIUM    := /usr/bin/chromium
+# Debian's PostgreSQL server (Airflow's metadata DB); any major version.
+POSTGRES    := $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres) /usr/lib/postgresql/15/bin/postgres)
 
 .PHONY: help install up down status logs mongosh airflow test test-unit lint lock clean bench
 
@@ -25,7 +27,7 @@ help:
 	@echo "make lint     ruff;  make lock: re-resolve requirements.lock from requirements.in"
 	@echo "make bench    consumer throughput vs raw insert_many on the same MongoDB"
 
-install: $(STAMP_VENV) $(STAMP_KAFKA) $(STAMP_MONGO) $(STAMP_SH) $(CHROMIUM)
+install: $(STAMP_VENV) $(STAMP_KAFKA) $(STAMP_MONGO) $(STAMP_SH) $(CHROMIUM) $(POSTGRES)
 
 # Python: a venv synced to the pinned lock, plus this project in editable mode.
 $(STAMP_VENV): requirements.lock pyproject.toml
@@ -57,6 +59,12 @@ $(STAMP_SH): infra/mongosh/package-lock.json
 $(CHROMIUM):
 	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium
+
+# PostgreSQL for Airflow's metadata DB (the stack runs its own server on AIRFLOW_DB_PORT; the
+# package's own cluster on 5432 is not used).
+$(POSTGRES):
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql
 
 up: install
 	$(PY) -m infra.stack up

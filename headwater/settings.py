@@ -129,6 +129,9 @@ class AirflowSettings(BaseSettings):
     password: SecretStr = SecretStr("admin")
     # Each parallelism slot of the LocalExecutor is a forked worker (~130 MB): sized for 2 cores.
     parallelism: int = 4
+    # An existing metadata DB (any SQLAlchemy URL Airflow supports). Unset: the stack runs its own
+    # PostgreSQL (AirflowDbSettings). SQLite is possible but its single writer lock makes
+    # `airflow backfill create` fail with "database is locked" while the scheduler writes.
     sql_alchemy_conn: str | None = None
     # `make up` unpauses the pipeline's DAGs so data flows at once (the test stack keeps them
     # paused: tests run DAGs themselves and scheduled runs would only add noise).
@@ -137,6 +140,24 @@ class AirflowSettings(BaseSettings):
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+
+class AirflowDbSettings(BaseSettings):
+    """AIRFLOW_DB_*: the PostgreSQL server the stack runs as Airflow's metadata DB (unless
+    AIRFLOW_UI_SQL_ALCHEMY_CONN names another database)."""
+
+    model_config = _config("AIRFLOW_DB_")
+
+    host: str = "127.0.0.1"
+    # Not 5432: Debian's postgresql package starts a system cluster there.
+    port: int = 5433
+    user: str = "airflow"
+    password: SecretStr = SecretStr("airflow")
+    name: str = "airflow"
+    # PostgreSQL refuses to run as root: a root-run stack runs it as this OS user instead.
+    os_user: str = "postgres"
+    # Where initdb/postgres live; unset = PATH, else the newest /usr/lib/postgresql/*/bin.
+    bin_dir: Path | None = None
 
 
 class ServiceSettings(BaseSettings):
@@ -160,6 +181,8 @@ class ServiceSettings(BaseSettings):
     # Devices of the deterministic simulator (spread over the four device types).
     simulator_devices: int = 8
     gunicorn_workers: int = 2
+    # pipeline_health sensors poke this often (reschedule mode: each poke is a short task run).
+    health_poke_interval_s: float = 30.0
 
     @field_validator("standin_data_dir")
     @classmethod
@@ -204,6 +227,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     mongo: MongoSettings = Field(default_factory=MongoSettings)
     airflow: AirflowSettings = Field(default_factory=AirflowSettings)
+    airflow_db: AirflowDbSettings = Field(default_factory=AirflowDbSettings)
     services: ServiceSettings = Field(default_factory=ServiceSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
 

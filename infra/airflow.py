@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import requests
 
 from headwater.settings import REPO_ROOT, Settings
+from infra import airflow_db
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def airflow_home(settings: Settings) -> Path:
 
 
 def airflow_data_dir(settings: Settings) -> Path:
-    """Airflow's durable state: the SQLite metadata DB, secrets and the passwords file."""
+    """Airflow's durable state: secrets, the passwords file and the migrate marker."""
     return settings.stack.data_dir / "airflow"
 
 
@@ -66,16 +67,9 @@ def passwords_path(settings: Settings) -> Path:
     return airflow_data_dir(settings) / "simple_auth_manager_passwords.json"
 
 
-def sqlite_path(settings: Settings) -> Path:
-    return airflow_data_dir(settings) / "airflow.db"
-
-
 def sql_alchemy_conn(settings: Settings) -> str:
-    """The metadata DB URL: settings.airflow.sql_alchemy_conn, else SQLite in the data dir."""
-    # sqlite:/// + an absolute path gives the four slashes Airflow insists on. timeout: wait up
-    # to 30 s for SQLite's single writer lock instead of failing with "database is locked" when
-    # the scheduler, the API server and a CLI backfill write at once.
-    return settings.airflow.sql_alchemy_conn or f"sqlite:///{sqlite_path(settings)}?timeout=30"
+    """The metadata DB URL: settings.airflow.sql_alchemy_conn, else the stack's PostgreSQL."""
+    return settings.airflow.sql_alchemy_conn or airflow_db.db_url(settings)
 
 
 def kafka_connection(settings: Settings) -> dict[str, Any]:
@@ -302,36 +296,50 @@ def _sqlite_file(conn: str) -> Path | None:
     return Path(conn.removeprefix("sqlite:///").partition("?")[0])
 
 
-def _sqlite_revision(db_file: Path) -> str | None:
-    """The Alembic revision a SQLite metadata DB is at, None when there is none (yet)."""
-    if not db_file.exists():
+def db_revision(conn: str) -> str | None:
+    """The Alembic revision the metadata DB at `conn` is at, None when there is none (yet)."""
+    db_file = _sqlite_file(conn)
+    if db_file is not None:
+        if not db_file.exists():
+            return None
+        try:
+            with closing(sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)) as db:
+                row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+        except sqlite3.Error:
+            return None
+        return str(row[0]) if row else None
+    if not conn.startswith("postgresql"):
         return None
+    import sqlalchemy  # a dependency of Airflow; only needed here
+
+    engine = sqlalchemy.create_engine(conn, connect_args={"connect_timeout": 5})
     try:
-        with closing(sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)) as db:
-            row = db.execute("SELECT version_num FROM alembic_version").fetchone()
-    except sqlite3.Error:
+        with engine.connect() as db:
+            row = db.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).first()
+    except sqlalchemy.exc.SQLAlchemyError:
         return None
+    finally:
+        engine.dispose()
     return str(row[0]) if row else None
 
 
 def migrate_db(settings: Settings, env: dict[str, str], conn: str) -> None:
-    """`airflow db migrate`, skipped for a SQLite DB this Airflow version already migrated.
+    """`airflow db migrate`, skipped for a DB this Airflow version already migrated.
 
     The CLI costs ~10 s even with nothing to do (importing Airflow alone is ~4 s), so the revision
-    reached is recorded and compared with the DB's alembic_version on the next start. Any other
-    database (or a changed Airflow version) always gets the real command, which is idempotent.
+    reached is recorded and compared with the DB's alembic_version on the next start. A changed
+    Airflow version, URL or revision always gets the real command, which is idempotent.
     """
     marker = airflow_data_dir(settings) / "migrated.json"
-    db_file = _sqlite_file(conn)
     stamp = {"airflow": _airflow_version(), "conn": conn}
-    if db_file is not None and marker.exists():
+    if marker.exists():
         recorded = json.loads(marker.read_text())
-        current = _sqlite_revision(db_file)
+        current = db_revision(conn)
         if current and recorded == {**stamp, "revision": current}:
             log.info("Airflow metadata DB already at %s; skipping db migrate", current)
             return
     _run_airflow(["db", "migrate"], env, timeout_s=settings.stack.start_timeout_s)
-    if db_file is not None and (revision := _sqlite_revision(db_file)):
+    if revision := db_revision(conn):
         _write_private(marker, json.dumps({**stamp, "revision": revision}) + "\n")
     log.info("Airflow metadata DB migrated (%s)", conn.split("://")[0])
 

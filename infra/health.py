@@ -10,6 +10,7 @@ from pymongo.errors import PyMongoError
 
 from headwater.kafka_admin import admin_client, cluster_brokers, partition_states
 from headwater.settings import Settings
+from infra import airflow_db
 from infra.airflow import HEALTH_COMPONENTS, airflow_health
 
 
@@ -73,6 +74,16 @@ def check_airflow(settings: Settings, timeout_s: float = 10.0) -> Check:
     return Check("airflow", True, "all healthy: " + ", ".join(states))
 
 
+def check_airflow_db(settings: Settings, timeout_s: float = 3.0) -> Check:
+    """The stack's PostgreSQL (Airflow's metadata DB) accepts a login."""
+    db = settings.airflow_db
+    try:
+        version = airflow_db.ping(settings, timeout_s)
+    except Exception as exc:  # noqa: BLE001 - a probe reports every failure as unhealthy
+        return Check("airflow-db", False, f"{db.host}:{db.port}: {type(exc).__name__}: {exc}")
+    return Check("airflow-db", True, f"PostgreSQL {version} on {db.host}:{db.port}")
+
+
 def check_http(name: str, url: str, timeout_s: float = 3.0) -> Check:
     """A service's /healthz answers 200."""
     try:
@@ -87,9 +98,11 @@ def check_http(name: str, url: str, timeout_s: float = 3.0) -> Check:
 def check_all(settings: Settings) -> list[Check]:
     """Every service the stack runs."""
     svc = settings.services
+    db = [check_airflow_db(settings)] if airflow_db.embedded(settings) else []
     return [
         check_kafka(settings),
         check_mongo(settings),
+        *db,
         check_airflow(settings),
         check_http("external-api", f"http://{svc.host}:{svc.external_api_port}/healthz"),
         check_http("events-api", f"http://{svc.host}:{svc.flask_port}/healthz"),

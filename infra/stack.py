@@ -24,7 +24,7 @@ from headwater.kafka_admin import admin_client, ensure_topics
 from headwater.settings import REPO_ROOT, Settings, get_settings
 from headwater.sources import load_sources, pipeline_topics
 from infra import airflow as airflow_proc
-from infra import kafka_cluster, mongo_server, supervisor
+from infra import airflow_db, kafka_cluster, mongo_server, supervisor
 from infra.health import Check, check_all
 from infra.supervisor import Program
 
@@ -50,6 +50,19 @@ def programs(settings: Settings) -> list[Program]:
     ]
     if settings.mongo.embedded:
         result.append(Program("mongo", mongo_server.server_command(settings), priority=10))
+    if airflow_db.embedded(settings):
+        binaries = airflow_db.bin_dir(settings)
+        if binaries is None:
+            raise StackError("PostgreSQL is not installed (run `make install`)")
+        result.append(
+            Program(
+                "airflow-db",
+                airflow_db.server_command(settings, binaries),
+                priority=10,
+                user=airflow_db.run_as(settings),
+                stop_signal="INT",
+            )
+        )
     svc = settings.services
     for name, app, port in (
         ("external-api", "producer.standin.app:create_app()", svc.external_api_port),
@@ -59,7 +72,10 @@ def programs(settings: Settings) -> list[Program]:
     consumer_argv = [str(VENV_BIN / "python"), "-m", "consumer"]
     result.append(Program("consumer", consumer_argv, priority=40, cwd=REPO_ROOT))
     for name, argv in airflow_proc.airflow_programs(settings).items():
-        result.append(Program(name, argv, priority=50, start_s=5, stop_as_group=False))
+        # Started by `up` once the metadata DB is migrated, not when supervisord starts.
+        result.append(
+            Program(name, argv, priority=50, start_s=5, stop_as_group=False, autostart=False)
+        )
     return result
 
 
@@ -96,6 +112,8 @@ def missing_installs(settings: Settings) -> list[str]:
         missing.append("MongoDB-wire server (.cache/mongo-server)")
     if not (VENV_BIN / "airflow").exists():
         missing.append("Python virtualenv with Airflow (.venv)")
+    if airflow_db.embedded(settings) and airflow_db.bin_dir(settings) is None:
+        missing.append("PostgreSQL (Debian's postgresql package)")
     return missing
 
 
@@ -128,19 +146,25 @@ def up(settings: Settings) -> None:
     if formatted:
         _say(f"formatted Kafka storage for {', '.join(formatted)}")
     env = stack_env(settings)
-    _say("preparing Airflow metadata database")
-    airflow_proc.prepare_airflow(settings, env)
+    if airflow_db.embedded(settings) and airflow_db.init_cluster(settings):
+        _say(f"initialised the Airflow metadata database in {airflow_db.data_dir(settings)}")
 
     conf = supervisor.config_path(settings)
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(supervisor.render_config(settings, programs(settings)))
     if supervisor.is_running(settings):
-        _say("supervisord already running: applying config and starting anything stopped")
+        _say("supervisord already running: applying config")
         _supervisorctl(settings, "update")
-        _supervisorctl(settings, "start", "all", check=False)
     else:
         _say(f"starting supervisord ({conf})")
         subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(conf)], env=env, check=True)
+    if airflow_db.embedded(settings):
+        version = airflow_db.wait_ready(settings, settings.stack.start_timeout_s)
+        _say(f"Airflow metadata database up (PostgreSQL {version})")
+    _say("preparing Airflow metadata database")
+    airflow_proc.prepare_airflow(settings, env)
+    # Airflow's processes do not autostart (they need the migrated DB): start whatever is stopped.
+    _supervisorctl(settings, "start", "all", check=False)
 
     wait_healthy(settings, settings.stack.start_timeout_s)
     created = ensure_topics(
@@ -348,6 +372,7 @@ def print_summary(settings: Settings, dags: list[str] | None = None) -> None:
         f"""
 Headwater stack is up ({settings.stack.run_dir})
   Airflow UI     {a.base_url}   login {a.user} / {a.password.get_secret_value()}
+  Airflow DB     {_redacted(airflow_proc.sql_alchemy_conn(settings))}
   Kafka          {k.bootstrap_servers} (controller {k.host}:{k.controller_port})
   MongoDB        {m.uri} database {m.db}{embedded}
   mongosh        make mongosh
@@ -361,6 +386,15 @@ Headwater stack is up ({settings.stack.run_dir})
 """,
         flush=True,
     )
+
+
+def _redacted(url: str) -> str:
+    """A database URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    return f"{scheme}://{creds.partition(':')[0]}:***@{host}"
 
 
 def logs(settings: Settings) -> None:

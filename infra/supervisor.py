@@ -28,6 +28,12 @@ class Program:
     # Airflow's processes stop their own children on SIGTERM; signalling the whole group at once
     # makes forked workers die mid-task. killasgroup still applies to the SIGKILL fallback.
     stop_as_group: bool = True
+    # False: started explicitly once its prerequisites hold (Airflow waits for its DB migration).
+    autostart: bool = True
+    # Run as this OS user (supervisord runs as root); None = supervisord's own user.
+    user: str | None = None
+    # PostgreSQL's TERM is a "smart" shutdown that waits for every client; INT is the fast one.
+    stop_signal: str = "TERM"
 
 
 def hold_dir(settings: Settings) -> Path:
@@ -94,11 +100,12 @@ def render_config(settings: Settings, programs: list[Program]) -> str:
             f"[program:{program.name}]",
             f"command={_quote(shlex.join(wrapped_argv(settings, program)))}",
             f"priority={program.priority}",
-            "autostart=true",
+            f"autostart={str(program.autostart).lower()}",
             "autorestart=true",
             f"startsecs={program.start_s}",
             "startretries=10",
             f"stopwaitsecs={program.stop_wait_s}",
+            f"stopsignal={program.stop_signal}",
             # Whatever a program forked dies with it if it outlives the stop timeout.
             f"stopasgroup={str(program.stop_as_group).lower()}",
             "killasgroup=true",
@@ -109,6 +116,8 @@ def render_config(settings: Settings, programs: list[Program]) -> str:
         ]
         if program.cwd is not None:
             lines.append(f"directory={program.cwd}")
+        if program.user is not None:
+            lines.append(f"user={program.user}")
         if program.env:
             pairs = ",".join(f'{k}="{_quote(v)}"' for k, v in sorted(program.env.items()))
             lines.append(f"environment={pairs}")

@@ -67,3 +67,16 @@ def test_hold_wrapper_waits_for_the_hold_file_then_execs_the_program(tmp_path: P
         assert out.read_text().strip() == str(proc.pid)
     finally:
         proc.kill()
+
+
+def test_user_autostart_and_stop_signal_are_rendered(tmp_path: Path) -> None:
+    settings = Settings(stack=StackSettings(run_dir=tmp_path))
+    programs = [
+        Program("airflow-db", ["postgres"], user="postgres", stop_signal="INT"),
+        Program("airflow-scheduler", ["airflow", "scheduler"], autostart=False),
+    ]
+    conf = _parse(render_config(settings, programs))
+    db, scheduler = conf["program:airflow-db"], conf["program:airflow-scheduler"]
+    assert (db["user"], db["stopsignal"], db["autostart"]) == ("postgres", "INT", "true")
+    assert (scheduler["autostart"], scheduler["stopsignal"]) == ("false", "TERM")
+    assert "user" not in scheduler
