@@ -3,21 +3,23 @@
 Checks (plugins/headwater_health): both brokers alive, no under-replicated or offline partitions,
 consumer heartbeat fresh, consumer-group lag per topic under a threshold, newest document of each
 continuously flowing source (default: devices) within its freshness bound, and every service's
-/healthz. Each sensor pokes every 30 s in reschedule mode (no worker slot held between pokes) for
-up to 3 minutes; every poke writes its result to `health_checks`, so a red run says what is wrong
-and by how much. A paused or never-run source DAG makes its source fail the freshness check: that
-is a source not flowing. `catchup=False`, one run at a time: only the present state matters.
+/healthz. Each sensor pokes every HEADWATER_HEALTH_POKE_INTERVAL_S (30 s) in reschedule mode (no
+worker slot held between pokes) for up to 3 minutes; every poke writes its result to
+`health_checks`, so a red run says what is wrong and by how much, and a run that turned green
+still shows the fault it saw (`failures`, `last_failure`). A paused or never-run source DAG makes
+its source fail the freshness check: that is a source not flowing. `catchup=False`, one run at a
+time: only the present state matters.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from airflow.sdk import Param, dag
 from airflow.timetables.interval import DeltaDataIntervalTimetable
 from headwater_health.sensors import HealthCheckSensor
 
+from headwater.dag_defaults import START, default_args
 from headwater.health_checks import (
     CHECK_BROKERS,
     CHECK_FRESHNESS,
@@ -28,13 +30,6 @@ from headwater.health_checks import (
     DEFAULT_FRESHNESS_SOURCES,
 )
 
-START = datetime(2026, 1, 1)
-DEFAULT_ARGS: dict[str, Any] = {
-    "owner": "headwater",
-    "retries": 1,
-    "retry_delay": timedelta(seconds=30),
-}
-
 
 @dag(
     dag_id="pipeline_health",
@@ -43,7 +38,8 @@ DEFAULT_ARGS: dict[str, Any] = {
     start_date=START,
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    # One retry, no backoff: a health run only matters while it is current.
+    default_args={**default_args(retries=1, retry_delay_s=30), "retry_exponential_backoff": False},
     tags=["headwater", "health"],
     # Params reach the sensors as numbers and lists, not their text.
     render_template_as_native_obj=True,

@@ -14,7 +14,9 @@ from typing import Any
 import requests
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from pymongo import ReturnDocument
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 
 from consumer.status import PartitionOffsets
 from headwater import health_checks as hc
@@ -181,15 +183,25 @@ def run_check(
 def record_result(
     db: Database, result: HealthResult, *, run_id: str, try_number: int, now: datetime
 ) -> dict[str, Any]:
-    """Upsert the result into health_checks under `check|run_id|try` and return the document."""
-    doc = {
-        "_id": f"{result['check']}|{run_id}|{try_number}",
-        **result,
-        "checked_at": now,
-        "dag_run_id": run_id,
-    }
-    db[Collections.HEALTH_CHECKS].replace_one({"_id": doc["_id"]}, doc, upsert=True)
-    return doc
+    """Upsert the result into health_checks under `check|run_id|try`; returns the document.
+
+    The latest poke's result wins, but a failure is never overwritten by a later pass: the
+    document counts `failures` and keeps `last_failure` (when, what, how much), so a run that
+    ended green still shows the fault it saw while it lasted.
+    """
+    doc_id = f"{result['check']}|{run_id}|{try_number}"
+    current = {**result, "checked_at": now, "dag_run_id": run_id}
+    update: dict[str, Any] = {"$set": current}
+    if result["ok"]:
+        update["$setOnInsert"] = {"failures": 0}
+    else:
+        failure = {"at": now, "detail": result["detail"], "measured": result["measured"]}
+        update["$set"] = {**current, "last_failure": failure}
+        update["$inc"] = {"failures": 1}
+    stored = db[Collections.HEALTH_CHECKS].find_one_and_update(
+        {"_id": doc_id}, update, upsert=True, return_document=ReturnDocument.AFTER
+    )
+    return dict(stored)
 
 
 def run_and_record(
@@ -206,9 +218,17 @@ def run_and_record(
     """Run one check and store its result, pass or fail; returns the stored document."""
     now = now or datetime.now(UTC)
     result = run_check(check, settings, admin=admin, db=db, now=now, params=params)
-    doc = record_result(db, result, run_id=run_id, try_number=try_number, now=now)
-    log.info("health check=%s ok=%s run_id=%s detail=%s", check, doc["ok"], run_id, doc["detail"])
-    return doc
+    log.info(
+        "health check=%s ok=%s run_id=%s detail=%s", check, result["ok"], run_id, result["detail"]
+    )
+    try:
+        return record_result(db, result, run_id=run_id, try_number=try_number, now=now)
+    except PyMongoError as exc:
+        # MongoDB itself may be the fault: the check still reports (log, task state), unrecorded.
+        log.warning(
+            "health check=%s run_id=%s not recorded: %s: %s", check, run_id, type(exc).__name__, exc
+        )
+        return {**result, "checked_at": now, "dag_run_id": run_id, "recorded": False}
 
 
 def _group(settings: Settings) -> str:

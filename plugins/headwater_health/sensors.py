@@ -10,7 +10,14 @@ from airflow.sdk import BaseSensorOperator, Context
 
 from headwater.health_checks import ALL_CHECKS
 
-POKE_INTERVAL = timedelta(seconds=30)
+
+def _poke_interval() -> timedelta:
+    """HEADWATER_HEALTH_POKE_INTERVAL_S (30 s by default; the test stack pokes faster)."""
+    from headwater.settings import get_settings
+
+    return timedelta(seconds=get_settings().services.health_poke_interval_s)
+
+
 TIMEOUT = timedelta(minutes=3)
 
 
@@ -36,7 +43,7 @@ class HealthCheckSensor(BaseSensorOperator):
         if check not in ALL_CHECKS:
             raise ValueError(f"unknown check {check!r}; allowed: {', '.join(ALL_CHECKS)}")
         kwargs.setdefault("mode", "reschedule")
-        kwargs.setdefault("poke_interval", POKE_INTERVAL)
+        kwargs.setdefault("poke_interval", _poke_interval())
         kwargs.setdefault("timeout", TIMEOUT)
         kwargs.setdefault("soft_fail", False)
         super().__init__(**kwargs)
