@@ -11,22 +11,14 @@ rejected.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Param, dag, get_current_context, task
+from airflow.sdk import DAG, dag, get_current_context, task
 from airflow.timetables.interval import DeltaDataIntervalTimetable
 
+from headwater.dag_defaults import START, default_args, window_params
 from headwater.sources import Source, load_sources
-
-START = datetime(2026, 1, 1)
-DEFAULT_ARGS: dict[str, Any] = {
-    "owner": "headwater",
-    "retries": 3,
-    "retry_delay": timedelta(seconds=20),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=5),
-}
 
 
 def dag_id_for(source: Source) -> str:
@@ -45,22 +37,9 @@ def build_ingest_dag(source: Source) -> DAG:
         start_date=START,
         catchup=False,
         max_active_runs=2,
-        default_args=DEFAULT_ARGS,
+        default_args=default_args(),
         tags=["headwater", "ingest", source.name],
-        params={
-            "since": Param(
-                None,
-                type=["null", "string"],
-                format="date-time",
-                description="Manual runs: window start (inclusive), ISO-8601 UTC.",
-            ),
-            "until": Param(
-                None,
-                type=["null", "string"],
-                format="date-time",
-                description="Manual runs: window end (exclusive), ISO-8601 UTC.",
-            ),
-        },
+        params=window_params(),
         doc_md=__doc__,
     )
     def ingest() -> None:

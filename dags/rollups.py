@@ -8,20 +8,13 @@ past ones are filled deliberately with a backfill. The task's counts are its XCo
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 from airflow.timetables.interval import DeltaDataIntervalTimetable
 
-START = datetime(2026, 1, 1)
-DEFAULT_ARGS: dict[str, Any] = {
-    "owner": "headwater",
-    "retries": 3,
-    "retry_delay": timedelta(seconds=20),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=5),
-}
+from headwater.dag_defaults import START, default_args, window_params
 
 
 @dag(
@@ -34,22 +27,9 @@ DEFAULT_ARGS: dict[str, Any] = {
     catchup=False,
     # One at a time: two runs over neighbouring intervals never race on the same collection.
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=default_args(),
     tags=["headwater", "rollups"],
-    params={
-        "since": Param(
-            None,
-            type=["null", "string"],
-            format="date-time",
-            description="Manual runs: window start (inclusive, whole minute), ISO-8601 UTC.",
-        ),
-        "until": Param(
-            None,
-            type=["null", "string"],
-            format="date-time",
-            description="Manual runs: window end (exclusive, whole minute), ISO-8601 UTC.",
-        ),
-    },
+    params=window_params("whole minute"),
     doc_md=__doc__,
 )
 def rollup_readings() -> None:
