@@ -6,8 +6,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from headwater.settings import Settings
 
@@ -65,6 +65,51 @@ def partition_states(
         for pid, p in sorted(topic.partitions.items()):
             states.append(PartitionState(name, pid, p.leader, tuple(p.replicas), tuple(p.isrs)))
     return states
+
+
+@dataclass(frozen=True)
+class GroupOffsets:
+    """A consumer group's committed offset (-1 = none) and the watermarks of one partition."""
+
+    topic: str
+    partition: int
+    committed: int
+    low: int
+    high: int
+
+
+def group_offsets(
+    admin: AdminClient, group: str, topics: list[str], timeout_s: float = 10.0
+) -> list[GroupOffsets]:
+    """Committed offset and low/high watermarks of every partition of `topics` for `group`."""
+    tps = [
+        TopicPartition(s.topic, s.partition)
+        for s in partition_states(admin, topics, timeout_s=timeout_s)
+    ]
+    if not tps:
+        return []
+    request = [ConsumerGroupTopicPartitions(group, tps)]
+    answer = admin.list_consumer_group_offsets(request, request_timeout=timeout_s)[group].result()
+    committed = {(tp.topic, tp.partition): tp.offset for tp in answer.topic_partitions}
+    low = _list_offsets(admin, tps, OffsetSpec.earliest(), timeout_s)
+    high = _list_offsets(admin, tps, OffsetSpec.latest(), timeout_s)
+    return [
+        GroupOffsets(
+            tp.topic,
+            tp.partition,
+            committed.get((tp.topic, tp.partition), -1),
+            low[(tp.topic, tp.partition)],
+            high[(tp.topic, tp.partition)],
+        )
+        for tp in tps
+    ]
+
+
+def _list_offsets(
+    admin: AdminClient, tps: list[TopicPartition], spec: OffsetSpec, timeout_s: float
+) -> dict[tuple[str, int], int]:
+    futures = admin.list_offsets({tp: spec for tp in tps}, request_timeout=timeout_s)
+    return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
 
 
 # Admin requests answered this way right after a broker (re)joins are worth another try.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -79,6 +79,42 @@ def count_window(db: Database, source: Source, since: datetime, until: datetime)
         if headers.get("window_start") == start and headers.get("window_end") == end:
             keys.add(doc.get("key"))
     return stored, len(keys)
+
+
+def behind(
+    targets: Mapping[tuple[str, int], int], committed: Mapping[tuple[str, int], int]
+) -> dict[tuple[str, int], int]:
+    """Partitions whose committed offset has not reached its target: (topic, partition) -> gap."""
+    return {
+        tp: target - committed.get(tp, -1)
+        for tp, target in targets.items()
+        if target > 0 and committed.get(tp, -1) < target
+    }
+
+
+def wait_for_commits(
+    fetch: Callable[[], tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]],
+    *,
+    timeout_s: float,
+    poll_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[tuple[str, int], int]:
+    """Wait (bounded) until the consumer group has committed past the topic's end offsets as
+    they were when the wait began; returns what is still behind ({} = caught up).
+
+    `fetch` answers (high watermarks, committed offsets). The consumer commits a batch only after
+    MongoDB acknowledged it, so once it is past the offsets our records got, they are all stored:
+    counting in MongoDB once then beats counting again and again (each count scans the window on
+    servers without secondary indexes).
+    """
+    targets, committed = fetch()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        gaps = behind(targets, committed)
+        if not gaps or time.monotonic() >= deadline:
+            return gaps
+        sleep(poll_s)
+        committed = fetch()[1]
 
 
 def reconcile(

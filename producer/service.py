@@ -9,7 +9,8 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from headwater.reconcile import reconcile
+from headwater.kafka_admin import admin_client, group_offsets
+from headwater.reconcile import reconcile, wait_for_commits
 from headwater.settings import Settings, get_settings
 from headwater.sources import Source, ensure_utc, get_source
 from headwater.windows import run_window
@@ -17,6 +18,9 @@ from producer.kafka_out import ProduceResult, produce
 from producer.pull import PullStats, RetryPolicy, pull
 
 log = logging.getLogger(__name__)
+
+# How long reconcile waits for the consumer to store a window before it fails the run.
+RECONCILE_TIMEOUT_S = 180.0
 
 
 def ingest_window(
@@ -71,15 +75,37 @@ def ingest_run(
 def reconcile_run(source_name: str, ingested: dict[str, Any]) -> dict[str, Any]:
     """What an ingest DAG's reconcile task does: wait for the window in MongoDB, compare counts."""
     settings = get_settings()
+    source = get_source(source_name)
     since = datetime.fromisoformat(ingested["since"])
     until = datetime.fromisoformat(ingested["until"])
+    admin = admin_client(settings)
+    group = settings.consumer.group or settings.kafka.consumer_group
+
+    def offsets() -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+        answer = group_offsets(admin, group, [source.topic])
+        return (
+            {(o.topic, o.partition): o.high for o in answer},
+            {(o.topic, o.partition): o.committed for o in answer},
+        )
+
+    gaps = wait_for_commits(offsets, timeout_s=RECONCILE_TIMEOUT_S)
+    log.info(
+        "reconcile source=%s topic=%s consumer %s",
+        source_name,
+        source.topic,
+        f"behind {gaps}" if gaps else "committed past the window",
+    )
     with MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=10_000) as client:
         tally = reconcile(
             client[settings.mongo.db],
-            get_source(source_name),
+            source,
             since,
             until,
             pulled=ingested["pulled"],
             produced=ingested["produced"],
+            # Caught up: the counts should add up at once (a little slack for a late batch).
+            # Still behind after the wait: count briefly and fail with the numbers.
+            timeout_s=10.0 if gaps else 60.0,
+            poll_s=3.0,
         )
     return tally.as_dict()

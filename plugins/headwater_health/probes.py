@@ -12,14 +12,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient
 from pymongo import ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from consumer.status import PartitionOffsets
 from headwater import health_checks as hc
+from headwater import kafka_admin
 from headwater.contracts import Collections
 from headwater.kafka_admin import cluster_brokers, partition_states
 from headwater.reconcile import STORED_IN
@@ -62,34 +62,10 @@ def probe_heartbeat(
 
 def group_offsets(admin: AdminClient, group: str, topics: list[str]) -> list[PartitionOffsets]:
     """Committed offset and low/high watermarks of every partition of `topics` for `group`."""
-    tps = [
-        TopicPartition(s.topic, s.partition)
-        for s in partition_states(admin, topics, timeout_s=TIMEOUT_S)
-    ]
-    if not tps:
-        return []
-    request = [ConsumerGroupTopicPartitions(group, tps)]
-    answer = admin.list_consumer_group_offsets(request, request_timeout=TIMEOUT_S)[group].result()
-    committed = {(tp.topic, tp.partition): tp.offset for tp in answer.topic_partitions}
-    low = _offsets(admin, tps, OffsetSpec.earliest())
-    high = _offsets(admin, tps, OffsetSpec.latest())
     return [
-        PartitionOffsets(
-            tp.topic,
-            tp.partition,
-            committed.get((tp.topic, tp.partition), -1),
-            low[(tp.topic, tp.partition)],
-            high[(tp.topic, tp.partition)],
-        )
-        for tp in tps
+        PartitionOffsets(o.topic, o.partition, o.committed, o.low, o.high)
+        for o in kafka_admin.group_offsets(admin, group, topics, timeout_s=TIMEOUT_S)
     ]
-
-
-def _offsets(
-    admin: AdminClient, tps: list[TopicPartition], spec: OffsetSpec
-) -> dict[tuple[str, int], int]:
-    futures = admin.list_offsets({tp: spec for tp in tps}, request_timeout=TIMEOUT_S)
-    return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
 
 
 def probe_lag(

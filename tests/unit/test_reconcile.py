@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from headwater.reconcile import STORED_IN, Tally, mismatch
+from headwater.reconcile import STORED_IN, Tally, behind, mismatch, wait_for_commits
 from headwater.sources import load_sources
 
 
@@ -19,3 +19,33 @@ def test_each_gap_is_named_with_its_numbers() -> None:
 
 def test_every_declared_source_has_a_home_in_mongo() -> None:
     assert set(load_sources()) == set(STORED_IN)
+
+
+def test_behind_lists_partitions_short_of_their_target_with_the_gap() -> None:
+    targets = {("t", 0): 10, ("t", 1): 5, ("t", 2): 0}
+    committed = {("t", 0): 10, ("t", 1): 3}
+    # An empty partition (target 0) is never behind, even with nothing committed.
+    assert behind(targets, committed) == {("t", 1): 2}
+    assert behind({("t", 0): 4}, {}) == {("t", 0): 5}
+
+
+def test_wait_for_commits_stops_once_the_group_passed_the_targets_taken_at_the_start() -> None:
+    answers = iter(
+        [
+            ({("t", 0): 100}, {("t", 0): 40}),
+            # Later messages raise the watermark; only the first one is the target.
+            ({("t", 0): 150}, {("t", 0): 90}),
+            ({("t", 0): 200}, {("t", 0): 100}),
+        ]
+    )
+    sleeps: list[float] = []
+    gaps = wait_for_commits(lambda: next(answers), timeout_s=60, poll_s=0.5, sleep=sleeps.append)
+    assert gaps == {}
+    assert sleeps == [0.5, 0.5]
+
+
+def test_wait_for_commits_gives_up_at_the_deadline_and_says_what_is_behind() -> None:
+    gaps = wait_for_commits(
+        lambda: ({("t", 0): 100}, {("t", 0): 40}), timeout_s=0, sleep=lambda _: None
+    )
+    assert gaps == {("t", 0): 60}
