@@ -25,7 +25,7 @@ help:
 	@echo "make status   services and health checks;  make logs: follow every log;  make down: stop"
 	@echo "make mongosh  a MongoDB shell on the pipeline's database"
 	@echo "make lint     ruff;  make lock: re-resolve requirements.lock from requirements.in"
-	@echo "make bench    consumer throughput vs raw insert_many on the same MongoDB"
+	@echo "make bench    consumer, producer, end-to-end and events-API figures vs their ceilings"
 
 install: $(STAMP_VENV) $(STAMP_KAFKA) $(STAMP_MONGO) $(STAMP_SH) $(CHROMIUM) $(POSTGRES)
 
@@ -103,9 +103,10 @@ lock:
 	$(PY) -m pip install -q uv==$(UV_VERSION)
 	$(VENV)/bin/uv pip compile -q requirements.in --python-version 3.11 -o requirements.lock
 
-# Consumer throughput against raw insert_many into the same server, on the running (dev) stack.
+# Every benchmark on the running (dev) stack, each figure against its ceiling measured in the same
+# run: writes bench/results/latest.json and latest.png and prints the table (bench/run.py).
 bench: up
-	$(PY) bench/consumer_bench.py
+	$(PY) bench/run.py
 
 clean: down
 	rm -rf .run

@@ -1,157 +1,310 @@
 """Consumer throughput against the ceiling of the same MongoDB, measured in the same run.
 
-    python bench/consumer_bench.py [--messages 100000]      (settings from the environment)
+    python bench/consumer_bench.py [--messages 100000] [--events-share 0.2]
 
-1. ceiling: raw `insert_many` of reading-shaped documents (batches of 1000) into a scratch database;
-2. the consumer's own write pattern without Kafka: `bulk_write` of `ReplaceOne(upsert)` batches;
-3. the consumer: N simulator readings produced to a fresh topic first, then `python -m consumer`
-   started on it; sustained rate = documents landed between the first and the last write.
-Prints one JSON object; everything it creates (topic, databases) is deleted at the end.
+The workload is what the consumer reads in production: simulator readings on a `devices` topic and
+user events on a `user-events` topic (two fresh scratch topics mapped to those contracts), each
+with ~1% invalid records that must land in `rejected`.
+
+1. the documents the consumer will write are computed first with its own pure pipeline
+   (`consumer.pipeline.process_message`), so the ceilings write exactly the same shapes;
+2. ceiling: raw `insert_many` of those documents (batches of 1000 messages, one call per
+   collection) into a scratch database with the pipeline's indexes;
+3. the consumer's own write pattern without Kafka: `bulk_write` of upserts per collection;
+4. the consumer: both topics produced first, then `python -m consumer` started on them; the
+   sustained rate is documents landed between the first and the last write.
+Prints one JSON object (consumer_ratio = consumer ÷ insert_many); everything it creates (topics,
+databases) is deleted at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import MongoClient, ReplaceOne
+from measures import rate, ratio, sustained_rate
+from pymongo import MongoClient, ReplaceOne, UpdateOne
+from pymongo.database import Database
+from workload import interleave, user_events
 
+from consumer.filters import load_rules
+from consumer.messages import InboundMessage
+from consumer.pipeline import PipelineContext, Rejected, process_message, sources_by_topic
+from db.bootstrap import bootstrap as bootstrap_db
+from headwater.contracts import Collections
 from headwater.kafka_admin import admin_client, delete_topics, ensure_topics
-from headwater.settings import REPO_ROOT, get_settings
-from headwater.sources import get_source
-from producer.kafka_out import produce
+from headwater.settings import FILTERS_FILE, REPO_ROOT, Settings, get_settings
+from headwater.sources import Source, load_sources
+from producer.kafka_out import encode_value, message_headers, message_key, produce
 from producer.simulator import readings
+
+log = logging.getLogger("bench.consumer")
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 DEVICES = 8
+INSERT_BATCH = 1000
+# What the consumer reads, and the contract (declared topic) each scratch topic stands in for.
+CONTRACT_TOPICS = ("devices", "user-events")
+DATA_COLLECTIONS = (Collections.READINGS, Collections.USER_EVENTS, Collections.REJECTED)
 
 
-def reading_docs(n: int) -> list[dict[str, Any]]:
-    docs = []
-    for i in range(n):
-        ts = SINCE + timedelta(seconds=i // DEVICES)
-        docs.append(
-            {
-                "_id": f"bench-{i % DEVICES:03d}|{ts.isoformat()}",
-                "device_id": f"bench-{i % DEVICES:03d}",
-                "sensor": "temperature",
-                "value": 20.0 + (i % 100) / 10,
-                "unit": "C",
-                "ts": ts,
-                "source": "devices",
-                "ingest": {"topic": "bench", "partition": 0, "offset": i, "ingested_at": SINCE},
-            }
-        )
-    return docs
+@dataclass(frozen=True)
+class Workload:
+    """The records of one run, per contract topic, and the documents the consumer will write."""
+
+    records: dict[str, list[dict[str, Any]]]  # contract topic -> records in produce order
+    documents: list[tuple[str, dict[str, Any]]]  # (collection, document with _id), poll order
+    rejected: int  # how many of them are rejections
+
+    @property
+    def messages(self) -> int:
+        return sum(len(r) for r in self.records.values())
+
+    def per_collection(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for collection, _ in self.documents:
+            counts[collection] = counts.get(collection, 0) + 1
+        return counts
 
 
-def insert_many_rate(client: MongoClient, n: int) -> float:
-    db = client[f"bench_insert_{uuid.uuid4().hex[:8]}"]
-    docs = reading_docs(n)
-    try:
-        started = time.perf_counter()
-        for i in range(0, n, 1000):
-            db.readings.insert_many(docs[i : i + 1000], ordered=False)
-        return n / (time.perf_counter() - started)
-    finally:
-        client.drop_database(db.name)
+def build_workload(messages: int, events_share: float, topics: dict[str, str]) -> Workload:
+    """`messages` records (share `events_share` user events) and their documents.
 
-
-def bulk_upsert_rate(client: MongoClient, n: int, batch: int) -> float:
-    db = client[f"bench_upsert_{uuid.uuid4().hex[:8]}"]
-    docs = reading_docs(n)
-    try:
-        started = time.perf_counter()
-        for i in range(0, n, batch):
-            ops = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs[i : i + batch]]
-            db.readings.bulk_write(ops, ordered=False)
-        return n / (time.perf_counter() - started)
-    finally:
-        client.drop_database(db.name)
-
-
-def consumer_rate(client: MongoClient, n: int, port: int) -> dict[str, float]:
-    settings = get_settings()
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    db = client[name.replace("-", "_")]
-    admin = admin_client(settings)
-    ensure_topics(admin, [name], settings.kafka.partitions, settings.kafka.replication_factor)
-    seconds = n // DEVICES
-    records = readings(SINCE, SINCE + timedelta(seconds=seconds), DEVICES)
-    source = get_source("devices").model_copy(update={"topic": name})
-    produced = produce(
-        records, source, settings.kafka.producer_config(), since=SINCE, until=SINCE, run_id=name
+    `topics` maps each contract topic to the scratch topic it is produced to.
+    """
+    n_events = round(messages * events_share)
+    n_readings = messages - n_events
+    seconds = -(-n_readings // DEVICES)
+    reading_records = list(readings(SINCE, SINCE + timedelta(seconds=seconds), DEVICES))
+    records = {
+        "devices": reading_records[:n_readings],
+        "user-events": user_events(n_events, SINCE),
+    }
+    declared = sources_by_topic(load_sources().values())
+    ctx = PipelineContext(
+        topic_map={scratch: contract for contract, scratch in topics.items()},
+        sources=declared,
+        rules=load_rules(FILTERS_FILE),
     )
+    now = datetime.now(UTC)
+    per_topic: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    rejected = 0
+    for contract, items in records.items():
+        source = declared[contract]
+        headers = tuple(message_headers(source, SINCE, SINCE, "bench"))
+        docs: list[tuple[str, dict[str, Any]]] = []
+        for offset, record in enumerate(items):
+            message = InboundMessage(
+                topics[contract],
+                offset % 3,
+                offset,
+                message_key(source, record).encode(),
+                encode_value(record),
+                headers,
+            )
+            outcome = process_message(message, ctx, now)
+            if isinstance(outcome, Rejected):
+                rejected += 1
+                docs.append((Collections.REJECTED, {"_id": outcome.doc_id, **outcome.document}))
+            else:
+                docs.append((outcome.collection, {"_id": outcome.doc_id, **outcome.document}))
+        per_topic[contract] = docs
+    documents = interleave(per_topic["devices"], per_topic["user-events"])
+    return Workload(records, documents, rejected)
+
+
+def _batches(
+    documents: list[tuple[str, dict[str, Any]]], size: int
+) -> Iterable[dict[str, list[dict[str, Any]]]]:
+    """The documents of each run of `size` messages, grouped by collection (order kept)."""
+    for start in range(0, len(documents), size):
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for collection, doc in documents[start : start + size]:
+            grouped.setdefault(collection, []).append(doc)
+        yield grouped
+
+
+def _scratch_db(client: MongoClient, prefix: str) -> Database:
+    db = client[f"{prefix}_{uuid.uuid4().hex[:8]}"]
+    # The same collections and indexes as the pipeline's database: indexes cost every insert.
+    bootstrap_db(db, update_validators=False)
+    return db
+
+
+def insert_many_rate(client: MongoClient, workload: Workload) -> float:
+    """Ceiling: documents/s of raw insert_many of the consumer's documents."""
+    db = _scratch_db(client, "bench_insert")
+    try:
+        started = time.perf_counter()
+        for grouped in _batches(workload.documents, INSERT_BATCH):
+            for collection, docs in grouped.items():
+                db[collection].insert_many(docs, ordered=False)
+        return rate(len(workload.documents), time.perf_counter() - started)
+    finally:
+        client.drop_database(db.name)
+
+
+def bulk_upsert_rate(client: MongoClient, workload: Workload, batch: int) -> float:
+    """The consumer's write pattern without Kafka: upserts by _id, insert-once for rejections."""
+    db = _scratch_db(client, "bench_upsert")
+    try:
+        started = time.perf_counter()
+        for grouped in _batches(workload.documents, batch):
+            for collection, docs in grouped.items():
+                ops: list[ReplaceOne | UpdateOne]
+                if collection == Collections.REJECTED:
+                    ops = [
+                        UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in docs
+                    ]
+                else:
+                    ops = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs]
+                db[collection].bulk_write(ops, ordered=False)
+        return rate(len(workload.documents), time.perf_counter() - started)
+    finally:
+        client.drop_database(db.name)
+
+
+def _landed(db: Database) -> dict[str, int]:
+    return {c: db[c].estimated_document_count() for c in DATA_COLLECTIONS}
+
+
+def consumer_rate(
+    client: MongoClient, settings: Settings, workload: Workload, topics: dict[str, str], port: int
+) -> dict[str, float]:
+    """Produce the workload to its scratch topics, run the consumer on them, time the landing."""
+    name = topics["devices"]
+    db = client[name.replace("-", "_")]
+    declared = sources_by_topic(load_sources().values())
+    produce_started = time.perf_counter()
+    for contract, scratch in topics.items():
+        source: Source = declared[contract].model_copy(update={"topic": scratch})
+        produce(
+            workload.records[contract],
+            source,
+            settings.kafka.producer_config(),
+            since=SINCE,
+            until=SINCE,
+            run_id=name,
+        )
+    produce_s = time.perf_counter() - produce_started
+    log.info("consumer bench produced messages=%d seconds=%.1f", workload.messages, produce_s)
     env = dict(
         os.environ,
-        HEADWATER_CONSUMER_TOPICS=f"{name}=devices",
-        KAFKA_CONSUMER_GROUP=name,
+        HEADWATER_CONSUMER_TOPICS=",".join(f"{s}={c}" for c, s in topics.items()),
+        HEADWATER_CONSUMER_GROUP=name,
         MONGO_DB=db.name,
         HEADWATER_CONSUMER_PORT=str(port),
     )
-    log = open(f"/tmp/{name}.log", "wb")  # handed to the child process
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "consumer"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log
+    settings.stack.log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.stack.log_dir / f"{name}.log"
+    samples: list[tuple[float, int]] = []
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "consumer"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=log_file,
+        )
+        try:
+            started = time.perf_counter()
+            deadline = started + 900
+            landed = _landed(db)
+            while time.perf_counter() < deadline:
+                landed = _landed(db)
+                total = sum(landed.values())
+                samples.append((time.perf_counter(), total))
+                if total >= len(workload.documents):
+                    break
+                if proc.poll() is not None:
+                    raise RuntimeError(f"consumer exited with {proc.returncode}; log {log_path}")
+                time.sleep(0.2)
+            finished = time.perf_counter()
+        finally:
+            proc.terminate()
+            proc.wait(60)
+            client.drop_database(db.name)
+    expected = workload.per_collection()
+    if any(landed.get(c, 0) != expected.get(c, 0) for c in DATA_COLLECTIONS):
+        raise RuntimeError(f"consumer landed {landed}, expected {expected} (log {log_path})")
+    return {
+        "messages": float(workload.messages),
+        "sustained_docs_per_s": sustained_rate(samples),
+        "end_to_end_s_including_start": finished - started,
+        "produce_s": produce_s,
+    }
+
+
+def measure(
+    settings: Settings,
+    messages: int = 100_000,
+    events_share: float = 0.2,
+    batch: int = 2000,
+    port: int = 28199,
+) -> dict[str, Any]:
+    """Run the consumer bench on the running stack; the result as a JSON-ready dict."""
+    name = f"bench-consumer-{uuid.uuid4().hex[:8]}"
+    topics = {"devices": f"{name}-devices", "user-events": f"{name}-events"}
+    workload = build_workload(messages, events_share, topics)
+    log.info(
+        "consumer bench workload messages=%d documents=%s rejected=%d",
+        workload.messages,
+        workload.per_collection(),
+        workload.rejected,
+    )
+    admin = admin_client(settings)
+    ensure_topics(
+        admin, list(topics.values()), settings.kafka.partitions, settings.kafka.replication_factor
     )
     try:
-        started = time.perf_counter()
-        first: tuple[float, int] | None = None
-        total = 0
-        deadline = started + 1800
-        while time.perf_counter() < deadline:
-            total = db.readings.estimated_document_count() + db.rejected.estimated_document_count()
-            now = time.perf_counter()
-            if total and first is None:
-                first = (now, total)
-            if total >= produced.produced:
-                break
-            time.sleep(0.2)
-        finished = time.perf_counter()
-        assert first is not None and total == produced.produced, (total, produced.produced)
-        return {
-            "messages": float(produced.produced),
-            "sustained_docs_per_s": (total - first[1]) / max(finished - first[0], 1e-9),
-            "end_to_end_s_including_start": finished - started,
-        }
+        with MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=10_000) as client:
+            insert = insert_many_rate(client, workload)
+            log.info("consumer bench ceiling insert_many_docs_per_s=%.0f", insert)
+            upsert = bulk_upsert_rate(client, workload, batch)
+            log.info("consumer bench bulk_upsert_docs_per_s=%.0f", upsert)
+            consumer = consumer_rate(client, settings, workload, topics, port)
     finally:
-        proc.terminate()
-        proc.wait(60)
-        log.close()
-        client.drop_database(db.name)
-        delete_topics(admin, [name])
+        delete_topics(admin, list(topics.values()))
+    sustained = consumer["sustained_docs_per_s"]
+    log.info("consumer bench consumer sustained_docs_per_s=%.0f", sustained)
+    return {
+        "mongo_uri": settings.mongo.uri,
+        "workload": {
+            "messages": workload.messages,
+            "readings": len(workload.records["devices"]),
+            "user_events": len(workload.records["user-events"]),
+            "documents": workload.per_collection(),
+            "rejected_share": round(workload.rejected / workload.messages, 4),
+        },
+        "insert_many_docs_per_s": round(insert),
+        "bulk_upsert_docs_per_s": round(upsert),
+        "consumer": {k: round(v, 2) for k, v in consumer.items()},
+        "consumer_vs_insert_many": ratio(sustained, insert),
+        "consumer_vs_bulk_upsert": ratio(sustained, upsert),
+        "consumer_ratio": ratio(sustained, insert),
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--events-share", type=float, default=0.2, help="share of user events")
     parser.add_argument("--batch", type=int, default=2000, help="upsert batch (consumer default)")
-    parser.add_argument("--port", type=int, default=28199)
+    parser.add_argument("--port", type=int, default=28199, help="the bench consumer's /healthz")
     args = parser.parse_args()
-    settings = get_settings()
-    client: MongoClient = MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=10_000)
-    insert = insert_many_rate(client, args.messages)
-    upsert = bulk_upsert_rate(client, args.messages, args.batch)
-    consumer = consumer_rate(client, args.messages, args.port)
-    print(
-        json.dumps(
-            {
-                "mongo_uri": settings.mongo.uri,
-                "insert_many_docs_per_s": round(insert),
-                "bulk_upsert_docs_per_s": round(upsert),
-                "consumer": {k: round(v, 2) for k, v in consumer.items()},
-                "consumer_vs_insert_many": round(consumer["sustained_docs_per_s"] / insert, 3),
-                "consumer_vs_bulk_upsert": round(consumer["sustained_docs_per_s"] / upsert, 3),
-            },
-            indent=2,
-        )
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    result = measure(get_settings(), args.messages, args.events_share, args.batch, args.port)
+    print(json.dumps(result, indent=2))
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks of the running stack: `python bench/run.py` (see README, "Benchmarks")."""

@@ -1,0 +1,195 @@
+"""The bench report: the summary rows of each part and the table printed at the end (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+HEADERS = ("part", "figure", "measured", "ceiling (same run)", "ratio")
+Row = tuple[str, str, str, str, str]
+
+
+def fmt_rate(value: float | None) -> str:
+    """A rate with thousands separators, '-' when missing."""
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def fmt_latencies(
+    summary: dict[str, Any] | None, keys: Sequence[str] = ("p50", "p95", "p99")
+) -> str:
+    """'p50 / p95 / p99' milliseconds of a latency summary, '-' when nothing was measured."""
+    if not summary or not summary.get("n"):
+        return "-"
+    return " / ".join(f"{summary[f'{k}_ms']:,.0f}" for k in keys)
+
+
+def consumer_rows(part: dict[str, Any]) -> list[Row]:
+    c = part["consumer"]
+    return [
+        (
+            "consumer",
+            "docs/s Kafka -> MongoDB (2 topics, ~1% invalid)",
+            fmt_rate(c["sustained_docs_per_s"]),
+            f"insert_many {fmt_rate(part['insert_many_docs_per_s'])}",
+            fmt_ratio(part["consumer_ratio"]),
+        ),
+        (
+            "consumer",
+            "  same docs, vs bulk_write upserts",
+            fmt_rate(c["sustained_docs_per_s"]),
+            f"bulk upsert {fmt_rate(part['bulk_upsert_docs_per_s'])}",
+            fmt_ratio(part["consumer_vs_bulk_upsert"]),
+        ),
+    ]
+
+
+def producer_rows(part: dict[str, Any]) -> list[Row]:
+    perf = part["perf_tool"]["records_per_s"]
+    ceiling = f"perf tool {fmt_rate(perf)}"
+    rows: list[Row] = [
+        (
+            "producer",
+            "records/s pull + produce (acks=all, lz4)",
+            fmt_rate(part["pipeline"]["records_per_s"]),
+            ceiling,
+            fmt_ratio(part["producer_ratio"]),
+        ),
+        (
+            "producer",
+            "  produce only (records in memory)",
+            fmt_rate(part["produce_only"]["records_per_s"]),
+            ceiling,
+            fmt_ratio(part["produce_only_ratio"]),
+        ),
+        (
+            "producer",
+            "  pull only (stand-in HTTP)",
+            fmt_rate(part["pull_only"]["records_per_s"]),
+            "",
+            "",
+        ),
+    ]
+    matched = part.get("perf_tool_matched")
+    if matched:
+        matched_ceiling = f"matched perf tool {fmt_rate(matched['records_per_s'])}"
+        rows += [
+            (
+                "producer",
+                "  pull + produce vs perf tool, real payloads + 1 MB batches",
+                fmt_rate(part["pipeline"]["records_per_s"]),
+                matched_ceiling,
+                fmt_ratio(part["producer_ratio_vs_matched"]),
+            ),
+            (
+                "producer",
+                "  produce only vs the same",
+                fmt_rate(part["produce_only"]["records_per_s"]),
+                matched_ceiling,
+                fmt_ratio(part["produce_only_ratio_vs_matched"]),
+            ),
+        ]
+    return rows
+
+
+def end_to_end_rows(part: dict[str, Any]) -> list[Row]:
+    return [
+        (
+            "end to end",
+            "event time -> visible, p50/p95/p99 ms",
+            fmt_latencies(part["event_to_visible"]),
+            "",
+            "",
+        ),
+        (
+            "end to end",
+            "  window end -> visible (Airflow + pull + consume)",
+            fmt_latencies(part["window_end_to_visible"]),
+            "",
+            "",
+        ),
+        (
+            "end to end",
+            "  Kafka -> visible (consumer's share)",
+            fmt_latencies(part["kafka_to_visible"]),
+            "",
+            "",
+        ),
+    ]
+
+
+def flask_rows(part: dict[str, Any]) -> list[Row]:
+    errors = sum(part["errors"].values())
+    return [
+        (
+            "flask",
+            f"accepted POST /events/s ({part['concurrency']} concurrent, {errors} errors)",
+            fmt_rate(part["accepted_per_s"]),
+            "",
+            "",
+        ),
+        (
+            "flask",
+            "  201 latency p50/p95/p99 ms",
+            fmt_latencies(part["latency_201"]),
+            "",
+            "",
+        ),
+    ]
+
+
+def summary_rows(result: dict[str, Any]) -> list[Row]:
+    """The table rows of every part present in a bench result."""
+    rows: list[Row] = []
+    for key, build in (
+        ("consumer", consumer_rows),
+        ("producer", producer_rows),
+        ("end_to_end", end_to_end_rows),
+        ("flask", flask_rows),
+    ):
+        part = result.get(key)
+        if part and "error" not in part:
+            rows.extend(build(part))
+    return rows
+
+
+def format_table(
+    rows: Sequence[Sequence[str]], headers: Sequence[str] = HEADERS, markdown: bool = False
+) -> str:
+    """Rows as an aligned text table (or a Markdown table); the first two columns left-aligned."""
+    for row in rows:
+        if len(row) != len(headers):
+            raise ValueError(f"row has {len(row)} cells, headers have {len(headers)}: {row}")
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            str(c).ljust(w) if i < 2 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return ("| " + " | ".join(padded) + " |") if markdown else "  ".join(padded).rstrip()
+
+    if markdown:
+        rule = (
+            "|"
+            + "|".join(
+                ("-" * (w + 2)) if i < 2 else ("-" * (w + 1) + ":") for i, w in enumerate(widths)
+            )
+            + "|"
+        )
+    else:
+        rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def headline(result: dict[str, Any]) -> dict[str, float | None]:
+    """The two ratios the result leads with (None for a part that did not run)."""
+    consumer = result.get("consumer") or {}
+    producer = result.get("producer") or {}
+    return {
+        "consumer_ratio": consumer.get("consumer_ratio"),
+        "producer_ratio": producer.get("producer_ratio"),
+    }

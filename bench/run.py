@@ -1,0 +1,131 @@
+"""`make bench`: every benchmark on the running stack, each figure against its ceiling.
+
+    python bench/run.py [--only consumer producer end_to_end flask] [sizes...]
+
+Runs the parts in order (consumer, producer, end to end, flask), writes
+bench/results/latest.json (consumer_ratio, producer_ratio, every part's raw figures and the
+machine) and bench/results/latest.png, and prints the summary table. A subset (--only) writes
+bench/results/partial-<parts>.json/.png instead, leaving the last full run in place. A part that
+fails is recorded with its error and the others still run; the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import consumer_bench
+import e2e_bench
+import flask_bench
+import producer_bench
+from chart import write_chart
+from machine import describe_machine, load_average
+from pymongo import MongoClient
+from report import format_table, headline, summary_rows
+
+from headwater.settings import REPO_ROOT, Settings, get_settings
+
+log = logging.getLogger("bench.run")
+
+PARTS = ("consumer", "producer", "end_to_end", "flask")
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+
+
+def part_runners(args: argparse.Namespace) -> dict[str, Callable[[Settings], dict[str, Any]]]:
+    """Each part's measurement with this run's sizes."""
+    return {
+        "consumer": lambda s: consumer_bench.measure(
+            s, messages=args.messages, events_share=args.events_share
+        ),
+        "producer": lambda s: producer_bench.measure(s, records=args.records),
+        "end_to_end": lambda s: e2e_bench.measure(s, windows=args.windows, window_s=args.window_s),
+        "flask": lambda s: flask_bench.measure(
+            s, concurrency=args.concurrency, duration_s=args.duration_s
+        ),
+    }
+
+
+def run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], bool]:
+    """Every selected part in order; the result and whether all of them succeeded."""
+    selected = [p for p in PARTS if p in (args.only or PARTS)]
+    with MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=10_000) as client:
+        machine = describe_machine(settings, client)
+    result: dict[str, Any] = {
+        "consumer_ratio": None,
+        "producer_ratio": None,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "parts": selected,
+        "machine": machine,
+    }
+    runners = part_runners(args)
+    ok = True
+    for i, name in enumerate(selected):
+        if i:
+            time.sleep(args.pause_s)  # let the previous part's backlog drain
+        log.info("part=%s start load=%s", name, load_average())
+        started = time.monotonic()
+        try:
+            figures = runners[name](settings)
+        except Exception as exc:  # one failing part must not lose the others' figures
+            log.exception("part=%s failed", name)
+            figures = {"error": f"{type(exc).__name__}: {exc}"}
+            ok = False
+        figures["wall_s"] = round(time.monotonic() - started, 1)
+        figures["load_average_after"] = load_average()
+        result[name] = figures
+        log.info("part=%s done wall_s=%.1f", name, figures["wall_s"])
+    result.update(headline(result), finished_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    return result, ok
+
+
+def output_stem(only: list[str] | None) -> str:
+    """'latest' for a full run, 'partial-<parts>' for a subset."""
+    if not only or set(only) >= set(PARTS):
+        return "latest"
+    return "partial-" + "-".join(p for p in PARTS if p in only)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--only", nargs="+", choices=PARTS, help="run only these parts")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--pause-s", type=float, default=10.0, help="pause between parts")
+    parser.add_argument("--messages", type=int, default=60_000, help="consumer: messages")
+    parser.add_argument("--events-share", type=float, default=0.2, help="consumer: user events")
+    parser.add_argument("--records", type=int, default=60_000, help="producer: window records")
+    parser.add_argument("--windows", type=int, default=4, help="end to end: windows")
+    parser.add_argument("--window-s", type=int, default=20, help="end to end: window length")
+    parser.add_argument("--concurrency", type=int, default=16, help="flask: client threads")
+    parser.add_argument("--duration-s", type=float, default=20.0, help="flask: load duration")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    result, ok = run(args, settings)
+
+    stem = output_stem(args.only)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = args.out_dir / f"{stem}.json"
+    png_path = args.out_dir / f"{stem}.png"
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    write_chart(result, png_path)
+    print()
+    print(format_table(summary_rows(result)))
+    print()
+    for name in PARTS:
+        if name in result and "error" in result[name]:
+            print(f"{name}: FAILED: {result[name]['error']}")
+    m = result["machine"]
+    print(f"machine: {m['cores']} cores, {m['ram_gib']} GiB, {m['cpu_model']}")
+    print(f"written: {json_path}, {png_path}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

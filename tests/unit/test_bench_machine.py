@@ -1,0 +1,33 @@
+"""Reading the machine description the bench records."""
+
+from __future__ import annotations
+
+from bench.machine import (
+    kafka_version_from_jars,
+    parse_cpu_model,
+    parse_java_version,
+    parse_mem_total_gib,
+)
+
+
+def test_memory_is_memtotal_in_gib():
+    assert parse_mem_total_gib("MemTotal:       25165824 kB\nMemFree: 1 kB\n") == 24.0
+    assert parse_mem_total_gib("") is None
+
+
+def test_cpu_model_is_the_first_model_name():
+    cpuinfo = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nprocessor\t: 1\nmodel name\t: other\n"
+    assert parse_cpu_model(cpuinfo) == "AMD EPYC 7B13"
+    assert parse_cpu_model("processor: 0\n") is None
+
+
+def test_java_version_comes_from_the_quoted_version():
+    text = 'openjdk version "17.0.15" 2025-04-15\nOpenJDK Runtime Environment\n'
+    assert parse_java_version(text) == "17.0.15"
+    assert parse_java_version("java: command not found") is None
+
+
+def test_kafka_version_comes_from_the_clients_jar():
+    jars = ["kafka_2.13-4.3.1.jar", "kafka-clients-4.3.1.jar", "kafka-tools-4.3.1.jar"]
+    assert kafka_version_from_jars(jars) == "4.3.1"
+    assert kafka_version_from_jars(["zstd-jni-1.5.jar"]) is None
