@@ -1,12 +1,14 @@
 """End-to-end latency: simulator reading's event time -> visible in MongoDB, through Airflow.
 
-    python bench/e2e_bench.py [--windows 4] [--window-s 20]
+    python bench/e2e_bench.py [--windows 4] [--window-s 12]
 
 The simulator produces one reading per device per second, in real time. For a few consecutive
-short windows that have just closed, the bench triggers the `ingest_devices` DAG through the
-Airflow REST API with the window as its `since`/`until` params (what a person does with the
+short windows, each as soon as it has closed, the bench triggers the `ingest_devices` DAG through
+the Airflow REST API with the window as its `since`/`until` params (what a person does with the
 trigger form), while a poller reads MongoDB every --poll-s seconds and notes when each valid
-reading of those windows first becomes visible. Per document:
+reading of those windows first becomes visible. The windows lie inside one minute of the DAG's
+own schedule (bench/schedule.py), so its scheduled run of that minute, which pulls the same
+readings, starts only after the bench's runs. Per document:
 
 - event -> visible: visible_at - the reading's `ts` (includes waiting for its window to close);
 - window end -> visible: visible_at - the window's end (Airflow scheduling + pull + produce +
@@ -37,12 +39,13 @@ from confluent_kafka import Consumer, TopicPartition
 from measures import latency_summary
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
+from schedule import windows_in_one_interval
 
 from headwater.contracts import Collections
 from headwater.settings import Settings, get_settings
 from headwater.sources import Source, format_time, get_source, record_key
 from infra.airflow import airflow_token
-from producer.simulator import ceil_epoch_s, malformed_kind, readings
+from producer.simulator import malformed_kind, readings
 
 log = logging.getLogger("bench.e2e")
 
@@ -238,7 +241,7 @@ def _parse_api_time(value: str | None) -> float | None:
 def measure(
     settings: Settings,
     windows: int = 4,
-    window_s: int = 20,
+    window_s: int = 12,
     poll_s: float = 0.25,
     settle_timeout_s: float = 90.0,
 ) -> dict[str, Any]:
@@ -249,14 +252,18 @@ def measure(
     api = AirflowApi(settings)
     if api.dag(dag_id).get("is_paused"):
         raise RuntimeError(f"DAG {dag_id} is paused: its runs would wait (make up unpauses it)")
-    start_s = ceil_epoch_s(datetime.now(UTC)) + 1
     bounds = [
-        (
-            datetime.fromtimestamp(start_s + k * window_s, UTC),
-            datetime.fromtimestamp(start_s + (k + 1) * window_s, UTC),
-        )
-        for k in range(windows)
+        (datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC))
+        for a, b in windows_in_one_interval(time.time(), window_s, windows, source.interval_s)
     ]
+    log.info(
+        "e2e windows %s .. %s (%d x %ds inside one %ds interval of the scheduled ingest)",
+        bounds[0][0].isoformat(),
+        bounds[-1][1].isoformat(),
+        windows,
+        window_s,
+        source.interval_s,
+    )
     expected = {w: expected_ids(source, *w, devices) for w in bounds}
     window_of = {doc_id: w for w, ids in expected.items() for doc_id in ids}
     tag = uuid.uuid4().hex[:6]
@@ -367,7 +374,7 @@ def _run_details(
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--windows", type=int, default=4)
-    parser.add_argument("--window-s", type=int, default=20)
+    parser.add_argument("--window-s", type=int, default=12)
     parser.add_argument("--poll-s", type=float, default=0.25)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

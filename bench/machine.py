@@ -7,11 +7,11 @@ import os
 import platform
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import libversion
-from confluent_kafka import version as confluent_version
 from pymongo import MongoClient
 
 from headwater.settings import Settings
@@ -49,7 +49,31 @@ def kafka_version_from_jars(names: list[str]) -> str | None:
     return None
 
 
+def parse_cpu_times(stat: str) -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores from the aggregate `cpu` line of /proc/stat."""
+    for line in stat.splitlines():
+        if line.startswith("cpu "):
+            # user nice system idle iowait irq softirq steal (guest time is inside user already)
+            ticks = [int(x) for x in line.split()[1:9]]
+            idle = ticks[3] + ticks[4]
+            return sum(ticks) - idle, sum(ticks)
+    raise ValueError("no aggregate cpu line in /proc/stat")
+
+
+def busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Share of all cores busy between two /proc/stat samples (0 when no time passed)."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
 # ---- I/O ---------------------------------------------------------------------------------------
+
+
+def cpu_busy(sample_s: float = 2.0) -> float:
+    """Share of all cores busy over the next `sample_s` seconds (whatever is running)."""
+    before = parse_cpu_times(Path("/proc/stat").read_text())
+    time.sleep(sample_s)
+    return round(busy_fraction(before, parse_cpu_times(Path("/proc/stat").read_text())), 3)
 
 
 def _read(path: str) -> str:
@@ -79,7 +103,6 @@ def describe_machine(settings: Settings, client: MongoClient | None = None) -> d
         "java": parse_java_version(java),
         "kafka": kafka_version_from_jars(jars),
         "librdkafka": libversion()[0],
-        "confluent_kafka": confluent_version()[0],
     }
     for package in PYTHON_PACKAGES:
         try:
