@@ -9,7 +9,8 @@ with ~1% invalid records that must land in `rejected`.
 1. the documents the consumer will write are computed first with its own pure pipeline
    (`consumer.pipeline.process_message`), so the ceilings write exactly the same shapes;
 2. ceiling: raw `insert_many` of those documents (batches of 1000 messages, one call per
-   collection) into a scratch database with the pipeline's indexes;
+   collection) into a scratch database with the pipeline's indexes, measured before and after
+   the consumer and averaged;
 3. the consumer's own write pattern without Kafka: `bulk_write` of upserts per collection;
 4. the consumer: both topics produced first, then `python -m consumer` started on them; the
    sustained rate is documents landed between the first and the last write.
@@ -268,14 +269,19 @@ def measure(
     )
     try:
         with MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=10_000) as client:
-            insert = insert_many_rate(client, workload)
-            log.info("consumer bench ceiling insert_many_docs_per_s=%.0f", insert)
+            # The ceiling brackets the consumer (before and after): on a shared machine, load
+            # drifts, and one sample taken in someone else's burst would skew the ratio.
+            insert_before = insert_many_rate(client, workload)
+            log.info("consumer bench ceiling insert_many_docs_per_s=%.0f", insert_before)
             upsert = bulk_upsert_rate(client, workload, batch)
             log.info("consumer bench bulk_upsert_docs_per_s=%.0f", upsert)
             consumer = consumer_rate(client, settings, workload, topics, port)
+            insert_after = insert_many_rate(client, workload)
+            log.info("consumer bench ceiling again insert_many_docs_per_s=%.0f", insert_after)
     finally:
         delete_topics(admin, list(topics.values()))
     sustained = consumer["sustained_docs_per_s"]
+    insert = (insert_before + insert_after) / 2
     log.info("consumer bench consumer sustained_docs_per_s=%.0f", sustained)
     return {
         "mongo_uri": settings.mongo.uri,
@@ -287,6 +293,7 @@ def measure(
             "rejected_share": round(workload.rejected / workload.messages, 4),
         },
         "insert_many_docs_per_s": round(insert),
+        "insert_many_samples": [round(insert_before), round(insert_after)],
         "bulk_upsert_docs_per_s": round(upsert),
         "consumer": {k: round(v, 2) for k, v in consumer.items()},
         "consumer_vs_insert_many": ratio(sustained, insert),

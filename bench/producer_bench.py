@@ -8,7 +8,8 @@
 2. pull only: the same window pulled into memory; produce only: those records produced;
 3. ceiling: `org.apache.kafka.tools.ProducerPerformance` on the same brokers, same record count,
    acks, idempotence, compression and linger, random payloads of the pipeline's average message
-   size (key + value), the Java client's own batching (batch.size 16 KiB per partition);
+   size (key + value), the Java client's own batching (batch.size 16 KiB per partition); run
+   before and after (1)-(2) and averaged, since load on a shared machine drifts;
 4. matched ceiling: the same tool with the pipeline's real values as its payload file (random
    letters barely compress with lz4, JSON readings do) and librdkafka's batch size (1 MB), i.e.
    as close to what the project's producer sends as the tool gets.
@@ -37,7 +38,7 @@ from perf_tool import PerfSummary, PerfToolError, parse_summary, perf_tool_comma
 from headwater.kafka_admin import admin_client, delete_topics, ensure_topics
 from headwater.settings import Settings, get_settings
 from headwater.sources import Source, get_source
-from producer.kafka_out import encode_value, produce
+from producer.kafka_out import encode_value, message_key, produce
 from producer.pull import PullStats, pull
 from producer.service import ingest_window
 
@@ -93,36 +94,43 @@ def measure(settings: Settings, records: int = 60_000) -> dict[str, Any]:
             run_id=f"{topic}-warmup",
         )
 
-        # 1. What the Airflow task does: pull the window and produce it, records streaming through.
-        started = time.perf_counter()
-        pipeline = ingest_window(source, SINCE, until, settings, run_id=f"{topic}-pipeline")
-        pipeline_s = time.perf_counter() - started
-        log.info("pipeline done records=%d seconds=%.2f", pipeline.produced, pipeline_s)
-
-        # 2. The two halves apart: the pull into memory, then the produce from memory.
+        # The pull alone, into memory: its records give the average size the perf tool sends.
         stats = PullStats()
         started = time.perf_counter()
         pulled = list(pull(source, SINCE, until, settings, stats=stats))
         pull_s = time.perf_counter() - started
-        started = time.perf_counter()
-        only = produce(
-            pulled, source, config, since=SINCE, until=until, run_id=f"{topic}-produce-only"
-        )
-        produce_s = time.perf_counter() - started
-        log.info("pull only seconds=%.2f; produce only seconds=%.2f", pull_s, produce_s)
-
-        # 3. The ceiling: Kafka's own tool, same brokers, same settings, same average size.
-        avg_message = pipeline.bytes / pipeline.produced
+        avg_message = sum(
+            len(encode_value(r)) + len(message_key(source, r).encode()) for r in pulled
+        ) / len(pulled)
         avg_value = sum(len(encode_value(r)) for r in pulled) / len(pulled)
+        log.info("pull only records=%d seconds=%.2f", len(pulled), pull_s)
         common: dict[str, Any] = {
             "java": java,
             "libs_dir": libs,
             "bootstrap_servers": settings.kafka.bootstrap_servers,
             "topic": topic,
-            "num_records": pipeline.produced,
+            "num_records": len(pulled),
             "props": props,
         }
-        perf = run_perf_tool(perf_tool_command(**common, record_size=round(avg_message)))
+        perf_command = perf_tool_command(**common, record_size=round(avg_message))
+        # The ceiling brackets the pipeline (before and after): on a shared machine, load drifts.
+        perf_before = run_perf_tool(perf_command)
+
+        # What the Airflow task does: pull the window and produce it, records streaming through.
+        started = time.perf_counter()
+        pipeline = ingest_window(source, SINCE, until, settings, run_id=f"{topic}-pipeline")
+        pipeline_s = time.perf_counter() - started
+        log.info("pipeline done records=%d seconds=%.2f", pipeline.produced, pipeline_s)
+
+        # The produce alone, from memory.
+        started = time.perf_counter()
+        only = produce(
+            pulled, source, config, since=SINCE, until=until, run_id=f"{topic}-produce-only"
+        )
+        produce_s = time.perf_counter() - started
+        log.info("produce only seconds=%.2f", produce_s)
+
+        perf_after = run_perf_tool(perf_command)
         matched_props = {**props, "batch.size": str(LIBRDKAFKA_BATCH_BYTES)}
         with tempfile.TemporaryDirectory(prefix="bench-payloads-") as tmp:
             payloads = Path(tmp) / "values.txt"
@@ -136,6 +144,7 @@ def measure(settings: Settings, records: int = 60_000) -> dict[str, Any]:
 
     pipeline_rate = rate(pipeline.produced, pipeline_s)
     produce_rate = rate(only.produced, produce_s)
+    perf_rate = (perf_before.records_per_s + perf_after.records_per_s) / 2
     return {
         "topic": {
             "partitions": settings.kafka.partitions,
@@ -159,14 +168,20 @@ def measure(settings: Settings, records: int = 60_000) -> dict[str, Any]:
             "records_per_s": round(produce_rate, 1),
             "seconds": round(produce_s, 3),
         },
-        "perf_tool": {**perf.as_dict(), "record_size": round(avg_message), "props": props},
+        "perf_tool": {
+            "records_per_s": round(perf_rate, 1),
+            "record_size": round(avg_message),
+            "props": props,
+            "before": perf_before.as_dict(),
+            "after": perf_after.as_dict(),
+        },
         "perf_tool_matched": {
             **matched.as_dict(),
             "payload": "the pipeline's values",
             "props": matched_props,
         },
-        "producer_ratio": ratio(pipeline_rate, perf.records_per_s),
-        "produce_only_ratio": ratio(produce_rate, perf.records_per_s),
+        "producer_ratio": ratio(pipeline_rate, perf_rate),
+        "produce_only_ratio": ratio(produce_rate, perf_rate),
         "producer_ratio_vs_matched": ratio(pipeline_rate, matched.records_per_s),
         "produce_only_ratio_vs_matched": ratio(produce_rate, matched.records_per_s),
     }
