@@ -173,13 +173,17 @@ def freshness_bound_s(interval_s: float, floor_s: float = FRESHNESS_FLOOR_S) -> 
 
 
 def check_sources_fresh(
-    newest: Mapping[str, datetime | None], bounds_s: Mapping[str, float], now: datetime
+    newest: Mapping[str, datetime | None],
+    bounds_s: Mapping[str, float],
+    now: datetime,
+    looked_back_s: Mapping[str, float] | None = None,
 ) -> HealthResult:
     """Each source's newest stored event time is within its bound.
 
     A source with no document at all fails ("never stored"): a paused or never-run DAG is a source
     that does not flow, which is what the check is there to notice. Only the sources in `bounds_s`
-    are checked.
+    are checked. `looked_back_s`: how far back the newest document was looked for, when the
+    search was bounded (nothing found then means nothing that recent).
     """
     ages: dict[str, float | None] = {}
     problems: list[str] = []
@@ -187,7 +191,11 @@ def check_sources_fresh(
         at = newest.get(source)
         if at is None:
             ages[source] = None
-            problems.append(f"{source}: no document stored")
+            within = (looked_back_s or {}).get(source)
+            problems.append(
+                f"{source}: no document stored"
+                + (f" in the last {within:.0f}s" if within is not None else "")
+            )
             continue
         age = (as_utc(now) - as_utc(at)).total_seconds()
         ages[source] = round(age, 1)

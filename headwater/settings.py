@@ -106,7 +106,9 @@ class MongoSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 27017
     db: str = "headwater"
-    heap: str = "384m"
+    # The embedded server materialises query matches (and whole collections for aggregate
+    # pipelines) in its heap: room for a few hundred thousand readings per query.
+    heap: str = "768m"
 
     @property
     def embedded(self) -> bool:

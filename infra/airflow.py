@@ -41,6 +41,7 @@ AIRFLOW_BIN = Path(sys.executable).parent / "airflow"
 # What /api/v2/monitor/health reports; airflow_health adds "execution_api".
 HEALTH_COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
 _SECRET_NAMES = ("secret_key", "jwt_secret", "fernet_key")
+MONGO_SERVER_SELECTION_MS = 5000
 
 
 def airflow_home(settings: Settings) -> Path:
@@ -94,14 +95,23 @@ def mongo_connection(settings: Settings) -> dict[str, Any]:
     MongoHook passes to MongoClient as keyword arguments.
     """
     m = settings.mongo
+    # The health sensors use this connection: with MongoDB down they must fail within a poke,
+    # not after pymongo's default 30 s of server selection per call.
+    fail_fast = {"serverSelectionTimeoutMS": MONGO_SERVER_SELECTION_MS}
     if not m.uri_override:
-        return {"conn_type": "mongo", "host": m.host, "port": m.port, "schema": m.db}
+        return {
+            "conn_type": "mongo",
+            "host": m.host,
+            "port": m.port,
+            "schema": m.db,
+            "extra": fail_fast,
+        }
     parts = urlsplit(m.uri_override)
     if parts.scheme not in ("mongodb", "mongodb+srv"):
         raise ValueError(
             f"MONGO_URI must start with mongodb:// or mongodb+srv://, got {parts.scheme!r}"
         )
-    extra: dict[str, Any] = dict(parse_qsl(parts.query))
+    extra: dict[str, Any] = {**fail_fast, **dict(parse_qsl(parts.query))}
     if parts.scheme == "mongodb+srv":
         extra["srv"] = True
     auth_db = parts.path.lstrip("/")
@@ -120,8 +130,7 @@ def mongo_connection(settings: Settings) -> dict[str, Any]:
         conn["login"] = unquote(parts.username)
     if parts.password is not None:
         conn["password"] = unquote(parts.password)
-    if extra:
-        conn["extra"] = extra
+    conn["extra"] = extra
     return conn
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 HealthResult = hc.HealthResult
 TIMEOUT_S = 10.0
 DEFAULT_MAX_LAG_PER_TOPIC = 1000
+FRESHNESS_LOOKBACK_BOUNDS = 4
 
 
 def probe_brokers(settings: Settings, admin: AdminClient, **_: Any) -> HealthResult:
@@ -99,13 +100,22 @@ def probe_freshness(
     unknown = [n for n in names if n not in declared or n not in STORED_IN]
     if unknown:
         raise ValueError(f"unknown sources {unknown}; declared: {sorted(declared)}")
+    bounds = {n: hc.freshness_bound_s(declared[n].interval_s) for n in names}
+    # Only look back a few bounds: a sorted find over a whole collection is materialised in
+    # memory by servers without indexes to sort on (the embedded one), and anything older is
+    # stale either way.
+    lookback = {n: FRESHNESS_LOOKBACK_BOUNDS * bounds[n] for n in names}
     newest: dict[str, datetime | None] = {}
     for name in names:
         collection, time_field = STORED_IN[name]
-        doc = db[collection].find_one({"source": name}, {time_field: 1}, sort=[(time_field, -1)])
+        since = (now - timedelta(seconds=lookback[name])).replace(tzinfo=None)
+        doc = db[collection].find_one(
+            {"source": name, time_field: {"$gte": since}},
+            {time_field: 1},
+            sort=[(time_field, -1)],
+        )
         newest[name] = doc.get(time_field) if doc else None
-    bounds = {n: hc.freshness_bound_s(declared[n].interval_s) for n in names}
-    return hc.check_sources_fresh(newest, bounds, now)
+    return hc.check_sources_fresh(newest, bounds, now, lookback)
 
 
 def probe_healthz(settings: Settings, **_: Any) -> HealthResult:

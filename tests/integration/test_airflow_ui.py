@@ -12,6 +12,7 @@ import requests
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 from pymongo import MongoClient
 
+from headwater.reconcile import count
 from headwater.settings import REPO_ROOT, Settings
 from infra.airflow import airflow_token
 from producer.simulator import malformed_kind, readings
@@ -47,9 +48,8 @@ def _manual_runs(settings: Settings) -> list[dict]:
 def _stored(settings: Settings) -> int:
     with MongoClient(settings.mongo.uri) as client:
         bounds = {"$gte": SINCE.replace(tzinfo=None), "$lt": UNTIL.replace(tzinfo=None)}
-        return client[settings.mongo.db].readings.count_documents(
-            {"source": "devices", "ts": bounds}
-        )
+        # The count command: count_documents is a pipeline the embedded server runs in memory.
+        return count(client[settings.mongo.db], "readings", {"source": "devices", "ts": bounds})
 
 
 def set_datetime(page: Page, dialog: Locator, helper_text: str, moment: datetime) -> None:

@@ -12,7 +12,7 @@ import pytest
 import requests
 from pymongo import MongoClient
 
-from headwater.reconcile import count_window
+from headwater.reconcile import count, count_window
 from headwater.settings import REPO_ROOT, Settings
 from headwater.sources import get_source, load_sources
 from infra import stack
@@ -77,9 +77,8 @@ def test_dag_files_import_cleanly_quickly_and_declare_their_contract(live_stack:
 
 def _stored_readings(settings: Settings, since: datetime, until: datetime) -> int:
     with MongoClient(settings.mongo.uri) as client:
-        readings_coll = client[settings.mongo.db].readings
         naive = {"$gte": since.replace(tzinfo=None), "$lt": until.replace(tzinfo=None)}
-        return readings_coll.count_documents({"source": "devices", "ts": naive})
+        return count(client[settings.mongo.db], "readings", {"source": "devices", "ts": naive})
 
 
 def test_ingest_dag_run_for_a_past_window_lands_exactly_and_rerun_changes_nothing(
