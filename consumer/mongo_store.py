@@ -1,13 +1,15 @@
-"""MongoDB adapter: one unordered bulk write of upserts per collection, and the heartbeat."""
+"""MongoDB adapter: insert-first unordered bulk writes per collection, and the heartbeat."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import bson
 from bson.errors import InvalidDocument
-from pymongo import MongoClient, ReplaceOne, UpdateOne
+from pymongo import MongoClient, ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
 
@@ -16,13 +18,25 @@ from headwater.contracts import Collections
 
 log = logging.getLogger(__name__)
 
+DUPLICATE_KEY = 11000
 # Server error codes that say "not now" rather than "never": shutdown, elections, timeouts, and
 # 11000 from two members upserting one _id at the same moment (the retry finds the document).
 TRANSIENT_CODES = {6, 7, 50, 64, 89, 91, 112, 189, 262, 9001, 10107, 11000, 11600, 11602, 13435}
 
+WriteMode = Literal["insert", "replace"]
+
 
 class StoreUnavailable(RuntimeError):
     """MongoDB did not take the write now; the same write may be retried later."""
+
+
+@dataclass
+class WriteErrors:
+    """What one unordered bulk write left undone, by _id."""
+
+    existing: list[str] = field(default_factory=list)  # duplicate key: the _id is already stored
+    refused: dict[str, str] = field(default_factory=dict)  # refused for good, with the reason
+    retry: str | None = None  # why the whole write must be retried later, if it must
 
 
 def is_transient(exc: PyMongoError) -> bool:
@@ -51,6 +65,25 @@ def unencodable(collection: str, docs: dict[str, dict[str, Any]]) -> dict[tuple[
     return refused
 
 
+def classify_write_errors(details: Mapping[str, Any], ids: Sequence[str]) -> WriteErrors:
+    """Sort a BulkWriteError's details (write i was for ids[i]): already stored, refused, retry."""
+    errors = WriteErrors()
+    if details.get("writeConcernErrors"):
+        errors.retry = f"write concern: {details['writeConcernErrors']}"
+        return errors
+    for error in details.get("writeErrors", []):
+        code, message = error.get("code"), str(error.get("errmsg", ""))
+        doc_id = ids[error["index"]]
+        if code == DUPLICATE_KEY:
+            errors.existing.append(doc_id)
+        elif code in TRANSIENT_CODES:
+            errors.retry = message
+            return errors
+        else:
+            errors.refused[doc_id] = f"{message[:300]} (code {code})"
+    return errors
+
+
 def mongo_client(uri: str, timeout_ms: int) -> MongoClient:
     """A client that gives up on an unreachable server after timeout_ms (then we back off)."""
     return MongoClient(
@@ -70,62 +103,75 @@ class MongoStore:
         self._db = db
 
     def write(self, plan: WritePlan) -> dict[tuple[str, str], str]:
-        """Write every upsert and rejection of the plan.
+        """Write every document and rejection of the plan.
 
         Returns the documents the server refused for good ((collection, _id) -> reason, e.g. a
         $jsonSchema failure on real MongoDB); raises StoreUnavailable when the write may be retried.
-        Each collection gets one bulk_write, not a transaction: the embedded server has none, and
-        `_id` upserts make a partial write harmless to repeat.
+        Each collection gets unordered bulk writes, not a transaction: the embedded server and
+        FerretDB have none, and writes by `_id` make a partial write harmless to repeat.
         """
         refused: dict[tuple[str, str], str] = {}
         for collection, docs in sorted(plan.upserts.items()):
-            refused.update(self._bulk(collection, docs, replace=True))
+            refused.update(self._insert_or_replace(collection, docs))
         if plan.rejections:
-            failed = self._bulk(Collections.REJECTED, plan.rejections, replace=False)
+            # Insert once: a re-delivered message leaves its first rejection exactly as it was.
+            failed = self._bulk(Collections.REJECTED, plan.rejections, "insert").refused
             if failed:
                 raise RuntimeError(f"rejected documents refused by the server: {failed}")
         return refused
 
-    def _bulk(
-        self, collection: str, docs: dict[str, dict[str, Any]], replace: bool
+    def _insert_or_replace(
+        self, collection: str, docs: dict[str, dict[str, Any]]
     ) -> dict[tuple[str, str], str]:
-        """One unordered bulk of upserts by _id: replacing (data) or insert-once (rejections)."""
+        """Insert every document; replace those whose _id is already stored.
+
+        The final state is that of a ReplaceOne(upsert) per document, at the price of inserts:
+        most documents are new, and an upsert costs the server a lookup plus an update path (about
+        3x an insert on the embedded server). Only re-delivered or updated records pay for both.
+        """
+        first = self._bulk(collection, docs, "insert")
+        refused = {(collection, i): reason for i, reason in first.refused.items()}
+        if first.existing:
+            again = self._bulk(collection, {i: docs[i] for i in first.existing}, "replace")
+            if again.existing:
+                # Two members upserting one new _id at once; the retry finds the document.
+                raise StoreUnavailable(f"{collection}: concurrent upsert of {again.existing[0]}")
+            refused.update({(collection, i): reason for i, reason in again.refused.items()})
+        return refused
+
+    def _bulk(
+        self, collection: str, docs: dict[str, dict[str, Any]], mode: WriteMode
+    ) -> WriteErrors:
+        """One unordered bulk write by _id: insert_many, or ReplaceOne(upsert) per document."""
         ids = list(docs)
-        ops: list[ReplaceOne | UpdateOne]
-        if replace:
-            ops = [ReplaceOne({"_id": i}, docs[i], upsert=True) for i in ids]
-        else:
-            # $setOnInsert: a re-delivered message leaves its first rejection exactly as it was.
-            ops = [UpdateOne({"_id": i}, {"$setOnInsert": docs[i]}, upsert=True) for i in ids]
         try:
-            self._db[collection].bulk_write(ops, ordered=False)
+            if mode == "insert":
+                batch = [{"_id": i, **docs[i]} for i in ids]
+                self._db[collection].insert_many(batch, ordered=False)
+            else:
+                ops = [ReplaceOne({"_id": i}, docs[i], upsert=True) for i in ids]
+                self._db[collection].bulk_write(ops, ordered=False)
         except (InvalidDocument, OverflowError):
             # The driver cannot encode a document (a NUL in a field name, an integer beyond 64
-            # bits in free-form properties): those documents
-            # are refused for good and the others written (again, harmlessly, if already sent).
+            # bits in free-form properties): those documents are refused for good and the others
+            # written (again, harmlessly, if already sent: they come back as already stored).
             refused = unencodable(collection, docs)
             if not refused:
                 raise
             rest = {i: d for i, d in docs.items() if (collection, i) not in refused}
-            if rest:
-                refused.update(self._bulk(collection, rest, replace))
-            return refused
+            errors = self._bulk(collection, rest, mode) if rest else WriteErrors()
+            errors.refused.update({i: reason for (_, i), reason in refused.items()})
+            return errors
         except BulkWriteError as exc:
-            details = exc.details or {}
-            if details.get("writeConcernErrors"):
-                raise StoreUnavailable(f"{collection}: write concern: {details}") from exc
-            refused = {}
-            for error in details.get("writeErrors", []):
-                if error.get("code") in TRANSIENT_CODES:
-                    raise StoreUnavailable(f"{collection}: {error.get('errmsg')}") from exc
-                reason = f"{str(error.get('errmsg', ''))[:300]} (code {error.get('code')})"
-                refused[(collection, ids[error["index"]])] = reason
-            return refused
+            errors = classify_write_errors(exc.details or {}, ids)
+            if errors.retry is not None:
+                raise StoreUnavailable(f"{collection}: {errors.retry}") from exc
+            return errors
         except PyMongoError as exc:
             if is_transient(exc):
                 raise StoreUnavailable(f"{collection}: {describe(exc)}") from exc
             raise
-        return {}
+        return WriteErrors()
 
     def write_status(self, doc_id: str, document: dict[str, Any]) -> None:
         """Replace one pipeline_status document; StoreUnavailable when MongoDB is unreachable."""

@@ -330,3 +330,50 @@ def test_a_record_mongodb_cannot_store_is_quarantined_and_its_batch_still_lands(
         nul = [r for r in rejected if r["stage"] == "store"]
         assert len(nul) >= 1
         assert nul[0]["reason"].startswith("user_events: not storable as BSON")
+
+
+def test_a_record_sent_again_with_new_values_ends_as_its_latest_version(
+    stack_settings: Settings, unique_name: str, tmp_path: Path
+) -> None:
+    topic = f"{unique_name}-dev"
+    first = [
+        {
+            "device_id": f"thermostat-{i:03d}",
+            "device_type": "thermostat",
+            "sensor": "temperature",
+            "value": 20.0,
+            "unit": "C",
+            "ts": "2026-11-20T12:00:00Z",
+        }
+        for i in range(40)
+    ]
+    # Half of the keys again with a corrected value (inserted first, found there, replaced),
+    # and some new keys in the same batch (plain inserts).
+    corrected = [{**r, "value": 21.5} for r in first[::2]]
+    new = [{**r, "device_id": f"thermostat-{i + 100:03d}"} for i, r in enumerate(first[:10])]
+    with (
+        kafka_topics(stack_settings, [topic]),
+        mongo_database(stack_settings, db_name(unique_name)) as db,
+    ):
+        produce_records(stack_settings, "devices", topic, first, run_id="run-1")
+        consumer = ConsumerProcess(
+            stack_settings, {topic: "devices"}, unique_name, db.name, tmp_path / "c.log"
+        )
+        with running_consumers(consumer):
+            wait_for(lambda: landed(db) >= len(first), 120, "the first version")
+            produce_records(stack_settings, "devices", topic, corrected + new, run_id="run-2")
+            wait_for(
+                lambda: offsets_committed_to_the_end(stack_settings, unique_name, [topic]),
+                120,
+                "the second version committed",
+            )
+
+        assert counts(db)["readings"] == len(first) + len(new)
+        assert counts(db)["rejected"] == 0
+        values = {d["_id"]: d for d in db.readings.find()}
+        for record in first:
+            doc = values[f"{record['device_id']}|2026-11-20T12:00:00Z"]
+            expected = 21.5 if record in first[::2] else 20.0
+            assert doc["value"] == expected
+            assert doc["ingest"]["run_id"] == ("run-2" if expected == 21.5 else "run-1")
+        assert all(values[f"{r['device_id']}|2026-11-20T12:00:00Z"]["value"] == 20.0 for r in new)
