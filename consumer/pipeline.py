@@ -2,7 +2,7 @@
 
 Every message ends as exactly one outcome: a document to upsert under its natural key, or a
 rejection under its topic|partition|offset. A batch becomes one WritePlan: the upserts per
-collection (the last message of a key wins), the rejections, and the offsets to commit once all of
+collection (the latest message of a key wins), the rejections, and the offsets to commit once all of
 it is written.
 """
 
@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from consumer.decode import DecodeError, decode_value
@@ -84,6 +85,12 @@ def reject(
     return Rejected(message.ref, stage, reason, document)
 
 
+@lru_cache(maxsize=64)
+def schema_version_of(header: bytes | None) -> int:
+    """parse_schema_version, remembered: every message of a run carries the same few headers."""
+    return parse_schema_version(header)
+
+
 def process_message(message: InboundMessage, ctx: PipelineContext, now: datetime) -> Outcome:
     """The outcome of one message."""
     try:
@@ -95,7 +102,7 @@ def process_message(message: InboundMessage, ctx: PipelineContext, now: datetime
     if contract_topic is None or source is None:
         return reject(message, ctx, "validate", f"no contract mapped to topic {message.topic}", now)
     try:
-        version = parse_schema_version(message.header(SCHEMA_VERSION_HEADER))
+        version = schema_version_of(message.header(SCHEMA_VERSION_HEADER))
         model = validate_record(contract_topic, version, payload)
         key = record_key(source, payload)
     except ContractError as exc:
@@ -117,6 +124,14 @@ def process_message(message: InboundMessage, ctx: PipelineContext, now: datetime
     return Stored(collection_of(record), key, to_document(record, source.name, meta))
 
 
+def supersedes(new: InboundMessage, kept: InboundMessage) -> bool:
+    """Whether `new` is a later version of a key than `kept`: a higher offset of the same
+    partition, else (no order between partitions) the message read later."""
+    if new.tp == kept.tp:
+        return new.offset > kept.offset
+    return True
+
+
 @dataclass
 class WritePlan:
     """What one batch writes, and what may be committed once it is written."""
@@ -125,6 +140,8 @@ class WritePlan:
     rejections: dict[str, dict[str, Any]] = field(default_factory=dict)
     # (collection, _id) -> the messages that became that document (for store-stage rejections).
     origins: dict[tuple[str, str], list[InboundMessage]] = field(default_factory=dict)
+    # (collection, _id) -> the message whose document the batch writes (the latest version).
+    latest: dict[tuple[str, str], InboundMessage] = field(default_factory=dict)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     first_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
@@ -140,19 +157,38 @@ class WritePlan:
 
     def add(self, message: InboundMessage, outcome: Outcome) -> None:
         """Record one message's outcome and position."""
-        tp = message.tp
-        self.offsets[tp] = max(self.offsets.get(tp, -1), message.offset + 1)
-        self.first_offsets[tp] = min(self.first_offsets.get(tp, message.offset), message.offset)
+        tp, offset = message.tp, message.offset
+        end = self.offsets.get(tp)
+        if end is None:
+            self.offsets[tp] = offset + 1
+            self.first_offsets[tp] = offset
+        else:
+            self.offsets[tp] = max(end, offset + 1)
+            self.first_offsets[tp] = min(self.first_offsets[tp], offset)
         outcome_name = "stored"
         if isinstance(outcome, Stored):
-            # Unordered bulk writes may apply two writes of one key in any order: keep one.
-            self.upserts.setdefault(outcome.collection, {})[outcome.doc_id] = outcome.document
-            self.origins.setdefault((outcome.collection, outcome.doc_id), []).append(message)
+            # One document per key and batch, the latest version: an unordered bulk write may
+            # apply two writes of one key in any order, and one insert_many must not hold both.
+            key = (outcome.collection, outcome.doc_id)
+            docs = self.upserts.get(outcome.collection)
+            if docs is None:
+                docs = self.upserts[outcome.collection] = {}
+            kept = self.latest.get(key)
+            if kept is None:
+                self.origins[key] = [message]
+            else:
+                self.origins[key].append(message)
+            if kept is None or supersedes(message, kept):
+                self.latest[key] = message
+                docs[outcome.doc_id] = outcome.document
         else:
             self.rejections[outcome.doc_id] = outcome.document
             outcome_name = "filtered" if outcome.stage == "filter" else "rejected"
         self.counts[outcome_name] += 1
-        self.topic_counts.setdefault(message.topic, Counter())[outcome_name] += 1
+        topic_counts = self.topic_counts.get(message.topic)
+        if topic_counts is None:
+            topic_counts = self.topic_counts[message.topic] = Counter()
+        topic_counts[outcome_name] += 1
 
 
 def safe_outcome(message: InboundMessage, ctx: PipelineContext, now: datetime) -> Outcome:

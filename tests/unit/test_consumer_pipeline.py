@@ -19,6 +19,7 @@ from consumer.pipeline import (
     plan_batch,
     process_message,
     sources_by_topic,
+    supersedes,
     without_failed_writes,
 )
 from headwater.sources import load_sources
@@ -282,6 +283,43 @@ def test_the_same_key_twice_in_a_batch_is_one_upsert_and_the_later_message_wins(
     assert docs["thermostat-000|2026-11-23T09:00:00Z"]["value"] == 22.0
     assert plan.origins[("readings", "thermostat-000|2026-11-23T09:00:00Z")] == [first, second]
     assert plan.counts["stored"] == 2
+
+
+def test_a_message_read_later_with_a_lower_offset_does_not_replace_the_newer_version() -> None:
+    newer = message({**READING, "value": 22.0}, offset=8)
+    older = message(READING, offset=3)
+    plan = plan_batch([newer, older], CTX, NOW)
+    key = ("readings", "thermostat-000|2026-11-23T09:00:00Z")
+    assert plan.upserts["readings"][key[1]]["value"] == 22.0
+    assert plan.upserts["readings"][key[1]]["ingest"]["offset"] == 8
+    assert plan.latest[key] == newer
+    assert plan.origins[key] == [newer, older]
+
+
+def test_one_key_from_two_partitions_keeps_the_message_read_later() -> None:
+    first = message({**READING, "value": 22.0}, offset=50, partition=0)
+    second = message(READING, offset=2, partition=1)
+    plan = plan_batch([first, second], CTX, NOW)
+    assert plan.upserts["readings"]["thermostat-000|2026-11-23T09:00:00Z"]["value"] == 21.5
+
+
+@pytest.mark.parametrize(
+    ("new", "kept", "expected"),
+    [
+        (("t", 0, 5), ("t", 0, 4), True),
+        (("t", 0, 4), ("t", 0, 5), False),
+        (("t", 0, 4), ("t", 0, 4), False),
+        (("t", 1, 1), ("t", 0, 9), True),
+        (("u", 0, 1), ("t", 0, 9), True),
+    ],
+)
+def test_a_later_offset_of_the_same_partition_supersedes(
+    new: tuple[str, int, int], kept: tuple[str, int, int], expected: bool
+) -> None:
+    def at(topic: str, partition: int, offset: int) -> InboundMessage:
+        return InboundMessage(topic, partition, offset, None, b"{}")
+
+    assert supersedes(at(*new), at(*kept)) is expected
 
 
 def test_documents_the_store_refuses_become_store_rejections_of_their_messages() -> None:
