@@ -22,12 +22,18 @@ def _reject_constant(name: str) -> Any:
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # A key given twice has no single meaning; json.loads would silently keep the last one.
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise ValueError(f"duplicate key {key[:64]!r}")
-        found[key] = value
+    found = dict(pairs)
+    if len(found) != len(pairs):  # rare: only then find the first repeated key, in Python
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key[:64]!r}")
+            seen.add(key)
     return found
+
+
+# One decoder for every message: json.loads with options builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
 
 
 def decode_value(value: bytes | None, max_bytes: int) -> Any:
@@ -40,10 +46,12 @@ def decode_value(value: bytes | None, max_bytes: int) -> Any:
         text = value.decode("utf-8")
     except UnicodeDecodeError:
         raise DecodeError("value is not UTF-8") from None
-    if not text.strip():
+    if not text or text.isspace():
         raise DecodeError("value is blank")
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        if text.startswith("\ufeff"):  # what json.loads checks before decoding
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         # exc.msg without the position: the reason must be the same for the same kind of fault.
         raise DecodeError(f"value is not JSON: {exc.msg}") from None

@@ -77,7 +77,8 @@ def consumer_config(
 def to_inbound(msg: Message) -> InboundMessage:
     """A confluent Message as plain data."""
     kind, stamp = msg.timestamp()
-    headers = tuple((name, value) for name, value in (msg.headers() or []))
+    # confluent-kafka gives a list of (name, value) tuples already: one copy, no unpacking.
+    headers = tuple(msg.headers() or ())
     return InboundMessage(
         topic=msg.topic() or "",
         partition=msg.partition() or 0,
