@@ -1,0 +1,145 @@
+"""`airflow backfill create` on the running stack fills MongoDB exactly; again changes nothing."""
+
+from __future__ import annotations
+
+import collections
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+from pymongo import MongoClient
+
+from headwater.reconcile import count
+from headwater.settings import REPO_ROOT, Settings
+from infra.airflow import airflow_token
+from producer.simulator import malformed_kind, readings
+
+# A past hour of its own per run, so a reused test stack's earlier backfills never mix in.
+HOUR = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(hours=random.randrange(24 * 360))
+DAGS = ("ingest_devices", "rollup_readings")
+
+
+def _api(settings: Settings) -> tuple[str, dict[str, str]]:
+    return settings.airflow.base_url, {"Authorization": f"Bearer {airflow_token(settings)}"}
+
+
+@pytest.fixture
+def unpaused(live_stack: Settings) -> Iterator[Settings]:
+    """Backfill runs of a paused DAG stay queued: unpause both for the test, pause them again."""
+    base, headers = _api(live_stack)
+    for dag_id in DAGS:
+        resp = requests.patch(
+            f"{base}/api/v2/dags/{dag_id}", json={"is_paused": False}, headers=headers, timeout=10
+        )
+        assert resp.status_code == 200, resp.text
+    yield live_stack
+    base, headers = _api(live_stack)
+    for dag_id in DAGS:
+        # A backfill this test left unfinished would block the next one (one per DAG at a time).
+        backfills = requests.get(
+            f"{base}/api/v2/backfills", params={"dag_id": dag_id}, headers=headers, timeout=10
+        ).json()["backfills"]
+        for unfinished in (b for b in backfills if not b["completed_at"]):
+            requests.put(
+                f"{base}/api/v2/backfills/{unfinished['id']}/cancel", headers=headers, timeout=10
+            )
+        requests.patch(
+            f"{base}/api/v2/dags/{dag_id}", json={"is_paused": True}, headers=headers, timeout=10
+        )
+
+
+def backfill(settings: Settings, dag_id: str, last_logical: datetime, reprocess: str) -> None:
+    """Create a backfill of HOUR with the real CLI and wait until every run of it has ended."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "infra.stack",
+        "airflow",
+        "backfill",
+        "create",
+        "--dag-id",
+        dag_id,
+        "--from-date",
+        HOUR.isoformat(),
+        "--to-date",
+        last_logical.isoformat(),
+        "--max-active-runs",
+        "3",
+        "--reprocess-behavior",
+        reprocess,
+    ]
+    result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    base, headers = _api(settings)
+    deadline = time.monotonic() + 900
+    while True:
+        backfills = requests.get(
+            f"{base}/api/v2/backfills", params={"dag_id": dag_id}, headers=headers, timeout=10
+        ).json()["backfills"]
+        newest = max(backfills, key=lambda b: b["id"])
+        if newest["completed_at"]:
+            break
+        assert time.monotonic() < deadline, f"backfill of {dag_id} still running"
+        time.sleep(5)
+    runs = requests.get(
+        f"{base}/api/v2/dags/{dag_id}/dagRuns",
+        params={"limit": 200, "run_type": "backfill", "logical_date_gte": HOUR.isoformat()},
+        headers=headers,
+        timeout=10,
+    ).json()["dag_runs"]
+    in_hour = [r for r in runs if r["logical_date"] < (HOUR + timedelta(hours=1)).isoformat()]
+    states = collections.Counter(r["state"] for r in in_hour)
+    assert set(states) == {"success"}, states
+
+
+def expected_readings(settings: Settings) -> list[dict[str, Any]]:
+    n = settings.services.simulator_devices
+    return [
+        r
+        for r in readings(HOUR, HOUR + timedelta(hours=1), n)
+        if malformed_kind(r["device_id"], r["ts"]) is None
+    ]
+
+
+def snapshot(settings: Settings) -> dict[str, Any]:
+    with MongoClient(settings.mongo.uri) as client:
+        db = client[settings.mongo.db]
+        start = HOUR.replace(tzinfo=None)
+        naive = {"$gte": start, "$lt": start + timedelta(hours=1)}
+        stored = count(db, "readings", {"source": "devices", "ts": naive})
+        rollups = list(
+            db.readings_rollup.find({"start": naive}, {"window": 1, "count": 1, "sum": 1})
+        )
+    per_window: dict[str, dict[str, float]] = {}
+    for doc in rollups:
+        agg = per_window.setdefault(doc["window"], {"docs": 0, "count": 0, "sum": 0.0})
+        agg["docs"] += 1
+        agg["count"] += doc["count"]
+        agg["sum"] += doc["sum"]
+    return {"stored": stored, "rollups": per_window}
+
+
+@pytest.mark.timeout(1800)
+def test_backfilling_an_hour_twice_fills_mongo_exactly_once(unpaused: Settings) -> None:
+    settings = unpaused
+    valid = expected_readings(settings)
+
+    backfill(settings, "ingest_devices", HOUR + timedelta(minutes=59), "none")
+    backfill(settings, "rollup_readings", HOUR + timedelta(minutes=55), "none")
+    first = snapshot(settings)
+    assert first["stored"] == len(valid)
+    minutes = {(r["device_id"], r["ts"][:16]) for r in valid}
+    assert first["rollups"]["1m"]["docs"] == len(minutes)
+    assert first["rollups"]["1m"]["count"] == len(valid)
+    assert first["rollups"]["10s"]["count"] == len(valid)
+    assert first["rollups"]["1m"]["sum"] == pytest.approx(sum(r["value"] for r in valid), rel=1e-9)
+
+    backfill(settings, "ingest_devices", HOUR + timedelta(minutes=59), "completed")
+    backfill(settings, "rollup_readings", HOUR + timedelta(minutes=55), "completed")
+    assert snapshot(settings) == first
