@@ -11,7 +11,8 @@ with ~1% invalid records that must land in `rejected`.
 2. ceiling: raw `insert_many` of those documents (batches of 1000 messages, one call per
    collection) into a scratch database with the pipeline's indexes, measured before and after
    the consumer and averaged;
-3. the consumer's own write pattern without Kafka: `bulk_write` of upserts per collection;
+3. the upsert path without Kafka: `bulk_write` of `ReplaceOne(upsert)` per collection (insert-once
+   for rejections), which the consumer falls back to for _ids already stored;
 4. the consumer: both topics produced first, then `python -m consumer` started on them; the
    sustained rate is documents landed between the first and the last write.
 Prints one JSON object (consumer_ratio = consumer ÷ insert_many); everything it creates (topics,
@@ -156,7 +157,7 @@ def insert_many_rate(client: MongoClient, workload: Workload) -> float:
 
 
 def bulk_upsert_rate(client: MongoClient, workload: Workload, batch: int) -> float:
-    """The consumer's write pattern without Kafka: upserts by _id, insert-once for rejections."""
+    """The upsert path without Kafka: ReplaceOne(upsert) by _id, insert-once for rejections."""
     db = _scratch_db(client, "bench_upsert")
     try:
         started = time.perf_counter()
