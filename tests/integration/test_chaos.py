@@ -37,6 +37,7 @@ from pymongo.errors import PyMongoError
 
 from headwater.contracts import Collections
 from headwater.health_checks import CHECK_BROKERS, CHECK_HEALTHZ
+from headwater.kafka_admin import admin_client, group_offsets
 from headwater.reconcile import count, count_window
 from headwater.settings import REPO_ROOT, Settings
 from headwater.sources import get_source, record_key
@@ -384,20 +385,9 @@ def _set_paused(settings: Settings, dag_id: str, paused: bool) -> None:
 
 
 def _devices_end_offsets(settings: Settings) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(
-        {"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "chaos-probe"}
-    )
-    try:
-        meta = consumer.list_topics(DEVICES.topic, timeout=10).topics[DEVICES.topic]
-        total = 0
-        for p in meta.partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(DEVICES.topic, p), timeout=10)
-            total += high
-        return total
-    finally:
-        consumer.close()
+    """Sum of the devices topic's high watermarks: how many messages it has ever received."""
+    group = settings.consumer.group or settings.kafka.consumer_group
+    return sum(o.high for o in group_offsets(admin_client(settings), group, [DEVICES.topic]))
 
 
 def _task_process(ti_id: str) -> int | None:
