@@ -12,8 +12,10 @@ import org.h2.mvstore.MVStore;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import de.bwaldvogel.mongo.MongoDatabase;
 import de.bwaldvogel.mongo.backend.h2.H2Backend;
 import de.bwaldvogel.mongo.bson.Document;
+import de.bwaldvogel.mongo.exception.MongoServerError;
 import io.netty.channel.Channel;
 
 /**
@@ -76,10 +78,34 @@ final class DurableH2Backend extends H2Backend {
         this.store = store;
         housekeeping.scheduleWithFixedDelay(this::compact, COMPACT_EVERY_MS, COMPACT_EVERY_MS,
             TimeUnit.MILLISECONDS);
+        housekeeping.scheduleWithFixedDelay(() -> HeadwaterDatabase.reapCursors(getCursorRegistry()), 60, 60,
+            TimeUnit.SECONDS);
+    }
+
+    @Override
+    protected MongoDatabase openOrCreateDatabase(String databaseName) {
+        // Called from H2Backend's constructor too, before this class's fields are set: the store
+        // comes from ServerContext.
+        return new HeadwaterDatabase(databaseName, ServerContext.store(), getCursorRegistry());
     }
 
     @Override
     public Document handleCommand(Channel channel, String databaseName, String command, Document query) {
+        try {
+            return handleDurably(channel, databaseName, command, query);
+        } catch (StackOverflowError e) {
+            // A pathologically nested query or document: the client's error, not the server's end.
+            throw new MongoServerError(2, "BadValue", "the " + command + " command is nested too deeply to evaluate");
+        } catch (VirtualMachineError e) {
+            // OutOfMemoryError or an internal JVM error: the heap or the JVM can no longer be trusted.
+            // End the process so the supervisor restarts it (a JVM that keeps running after an OOM
+            // stops accepting connections). Acknowledged writes are already on disk.
+            HeadwaterMongoServer.die("fatal " + e + " in command " + command, e);
+            throw e;
+        }
+    }
+
+    private Document handleDurably(Channel channel, String databaseName, String command, Document query) {
         if (isReadOnly(command, query)) {
             return super.handleCommand(channel, databaseName, command, query);
         }

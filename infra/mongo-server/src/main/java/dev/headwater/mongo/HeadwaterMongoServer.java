@@ -45,6 +45,7 @@ public final class HeadwaterMongoServer {
         String host = "127.0.0.1";
         int port = 27017;
         Path dataFile = null;
+        long opMemoryMib = 128;
         for (int i = 0; i < args.length; i++) {
             String arg = args[i];
             if (i + 1 >= args.length) {
@@ -54,13 +55,26 @@ public final class HeadwaterMongoServer {
                 case "--host" -> host = args[++i];
                 case "--port" -> port = Integer.parseInt(args[++i]);
                 case "--data-file" -> dataFile = Path.of(args[++i]).toAbsolutePath();
+                case "--op-memory-mib" -> opMemoryMib = Long.parseLong(args[++i]);
                 default -> usage("unknown argument " + arg);
             }
         }
         if (dataFile == null) {
             usage("--data-file is required");
         }
+        if (opMemoryMib < 1) {
+            usage("--op-memory-mib must be at least 1");
+        }
         Files.createDirectories(dataFile.getParent());
+        // Any Error that escapes a thread (netty's event loops, housekeeping) ends the process, so
+        // the supervisor restarts a server that could otherwise linger alive but deaf.
+        Thread.setDefaultUncaughtExceptionHandler((thread, e) -> {
+            if (e instanceof Error) {
+                die("fatal " + e + " in thread " + thread.getName(), e);
+            } else {
+                log.error("uncaught exception in thread {}", thread.getName(), e);
+            }
+        });
 
         // Auto-commit off: the default background commit (every ~1 s, or when the write buffer
         // fills) could persist a half-applied command and would ack before data is on disk.
@@ -69,6 +83,9 @@ public final class HeadwaterMongoServer {
             .fileName(dataFile.toString())
             .autoCommitDisabled()
             .open();
+        ServerContext.init(store, opMemoryMib << 20);
+        log.info("opening data file {} (per-operation memory budget {} MiB, max heap {} MiB)", dataFile,
+            opMemoryMib, Runtime.getRuntime().maxMemory() >> 20);
         DurableH2Backend backend = new DurableH2Backend(store);
         backend.version(REPORTED_VERSION);
 
@@ -92,9 +109,19 @@ public final class HeadwaterMongoServer {
             host, port, dataFile, ProcessHandle.current().pid());
     }
 
+    /** Logs why and ends the JVM at once (no shutdown hooks: they could block on a broken heap). */
+    static void die(String why, Throwable cause) {
+        try {
+            System.err.println("headwater mongo server: " + why + "; exiting so the supervisor restarts it");
+            log.error("{}; exiting so the supervisor restarts it", why, cause);
+        } finally {
+            Runtime.getRuntime().halt(70);
+        }
+    }
+
     private static void usage(String problem) {
         System.err.println(problem);
-        System.err.println("usage: HeadwaterMongoServer [--host 127.0.0.1] [--port 27017] --data-file PATH");
+        System.err.println("usage: HeadwaterMongoServer [--host 127.0.0.1] [--port 27017] [--op-memory-mib 128] --data-file PATH");
         System.exit(2);
     }
 }
