@@ -140,7 +140,8 @@ INDEXES: tuple[Index, ...] = (
     Index(Collections.READINGS, "device_ts", (("device_id", 1), ("ts", -1))),
     Index(Collections.READINGS, "sensor_ts", (("sensor", 1), ("ts", 1))),
     Index(Collections.READINGS, "ts", (("ts", 1),)),
-    Index(Collections.READINGS, "source_ingested", (("source", 1), ("ingest.ingested_at", -1))),
+    # reconcile's window counts and the freshness probe's newest-per-source both read this one
+    Index(Collections.READINGS, "source_ts", (("source", 1), ("ts", -1))),
     Index(Collections.WORK_ORDERS, "product_ts", (("product", 1), ("ts", 1))),
     Index(Collections.USER_EVENTS, "received_at", (("received_at", 1),)),
     Index(Collections.USER_EVENTS, "user_received", (("user_id", 1), ("received_at", 1))),

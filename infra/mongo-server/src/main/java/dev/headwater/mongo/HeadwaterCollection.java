@@ -61,10 +61,14 @@ final class HeadwaterCollection extends H2Collection {
     }
 
     QueryPlanner.Plan plan(Document query, Document orderBy) {
+        return plan(query, orderBy, false);
+    }
+
+    QueryPlanner.Plan plan(Document query, Document orderBy, boolean limited) {
         if (isNaturalDescending(orderBy)) {
             return QueryPlanner.Plan.collectionScan();
         }
-        return QueryPlanner.plan(query, orderBy, secondaryIndexes());
+        return QueryPlanner.plan(query, orderBy, secondaryIndexes(), limited);
     }
 
     /** The documents a plan reads (a superset of the matches), lazily. */
@@ -80,8 +84,32 @@ final class HeadwaterCollection extends H2Collection {
                     Collections.reverse(intervals);
                 }
                 int positionAt = plan.index().fields().size();
-                return intervals.stream()
-                    .flatMap(iv -> asStream(plan.index().scan(iv.low(), iv.high(), plan.reverse())))
+                SecondaryIndex index = plan.index();
+                boolean reverse = plan.reverse();
+                // Not Stream.flatMap: read through an iterator (as cursors do), flatMap buffers each
+                // inner stream whole, i.e. every key of an interval.
+                Iterator<QueryPlanner.Interval> each = intervals.iterator();
+                Iterator<Object[]> keys = new Iterator<>() {
+                    private Iterator<Object[]> current = Collections.emptyIterator();
+
+                    @Override
+                    public boolean hasNext() {
+                        while (!current.hasNext() && each.hasNext()) {
+                            QueryPlanner.Interval iv = each.next();
+                            current = index.scan(iv.low(), iv.high(), reverse);
+                        }
+                        return current.hasNext();
+                    }
+
+                    @Override
+                    public Object[] next() {
+                        if (!hasNext()) {
+                            throw new java.util.NoSuchElementException();
+                        }
+                        return current.next();
+                    }
+                };
+                return asStream(keys)
                     .map(key -> dataMap.get(key[positionAt]))
                     .filter(d -> d != null); // deleted after the index snapshot was taken
             }
@@ -101,7 +129,7 @@ final class HeadwaterCollection extends H2Collection {
     Stream<Document> stream(Document query, Document orderBy, int skip, int limit, Document projection,
                             OperationBudget budget) {
         Document filter = query == null ? new Document() : query;
-        QueryPlanner.Plan plan = plan(filter, orderBy);
+        QueryPlanner.Plan plan = plan(filter, orderBy, limit > 0);
         Stream<Document> docs = candidates(plan, orderBy).filter(d -> matcher.matches(d, filter));
         Comparator<Document> comparator = plan.providesSort() ? null : deriveComparator(orderBy);
         if (plan.tieSort()) {

@@ -109,7 +109,7 @@ final class HeadwaterDatabase extends H2Database {
             singleBatch = true;
         }
         OperationBudget budget = OperationBudget.perOperation();
-        QueryPlanner.Plan plan = collection.plan(filter, sort);
+        QueryPlanner.Plan plan = collection.plan(filter, sort, limit > 0);
         Stream<Document> docs = collection.stream(filter, sort, skip, limit, projection, budget);
         Document response = respond(collection.getFullName(), docs.iterator(), batchSize, limit, singleBatch);
         logIfSlow("find", collection, plan, filter, started, budget);
@@ -182,7 +182,9 @@ final class HeadwaterDatabase extends H2Database {
         QueryPlanner.Plan plan = QueryPlanner.Plan.collectionScan();
         if (c instanceof HeadwaterCollection hc) {
             if (verb.equalsIgnoreCase("find")) {
-                plan = hc.plan((Document) inner.getOrDefault("filter", new Document()), (Document) inner.get("sort"));
+                Object limit = inner.get("limit");
+                plan = hc.plan((Document) inner.getOrDefault("filter", new Document()), (Document) inner.get("sort"),
+                    limit instanceof Number n && n.intValue() != 0);
             } else if (verb.equalsIgnoreCase("count")) {
                 plan = hc.plan((Document) inner.getOrDefault("query", new Document()), null);
             } else if (verb.equalsIgnoreCase("aggregate")) {

@@ -75,6 +75,14 @@ final class QueryPlanner {
     }
 
     static Plan plan(Document query, Document sort, List<SecondaryIndex> indexes) {
+        return plan(query, sort, indexes, false);
+    }
+
+    /**
+     * {@code limited}: the caller stops after a few documents (sort + limit), so an index that
+     * yields the sort order wins over one with tighter bounds that would need a blocking sort.
+     */
+    static Plan plan(Document query, Document sort, List<SecondaryIndex> indexes, boolean limited) {
         Map<String, FieldBounds> fields = new LinkedHashMap<>();
         boolean queryFullyAnalysed = collect(query == null ? new Document() : query, fields);
 
@@ -95,7 +103,7 @@ final class QueryPlanner {
             if (c == null) {
                 continue;
             }
-            double score = c.score + (c.providesSort ? 0.5 : 0);
+            double score = c.score + (c.providesSort ? (limited ? 100 : 0.5) : 0);
             if (score > bestScore) {
                 bestScore = score;
                 best = build(index, fields, c, queryFullyAnalysed);

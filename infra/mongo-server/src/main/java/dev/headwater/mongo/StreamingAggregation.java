@@ -61,7 +61,8 @@ final class StreamingAggregation {
         if (i < pipeline.size() && pipeline.get(i).get("$sort") instanceof Document s) {
             sort = s;
         }
-        QueryPlanner.Plan plan = collection.plan(query, sort);
+        boolean limited = sort != null && i + 1 < pipeline.size() && pipeline.get(i + 1).containsKey("$limit");
+        QueryPlanner.Plan plan = collection.plan(query, sort, limited);
         Stream<Document> stream;
         if (isCountOfMatches(pipeline, i) && (plan.exact() || query.isEmpty())) {
             // count_documents: [$match, {$group: {_id: 1, n: {$sum: 1}}}] answered from index keys
@@ -75,7 +76,8 @@ final class StreamingAggregation {
         if (query.isEmpty() && sort == null) {
             stream = collection.candidates(plan, null);
         } else {
-            stream = collection.stream(query, plan.providesSort() ? sort : null, 0, 0, null, budget);
+            stream = collection.stream(query, plan.providesSort() ? sort : null, 0, limited && plan.providesSort()
+                ? ((Number) pipeline.get(i + 1).get("$limit")).intValue() : 0, null, budget);
         }
         if (sort != null && plan.providesSort()) {
             i++; // the index already yields this order
