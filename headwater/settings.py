@@ -106,9 +106,23 @@ class MongoSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 27017
     db: str = "headwater"
-    # The embedded server materialises query matches (and whole collections for aggregate
-    # pipelines) in its heap: room for a few hundred thousand readings per query.
+    # The embedded server's heap: its page cache takes a quarter, and each operation's blocking
+    # stages (unindexed sorts, $group tables) at most op_memory_mib; everything else streams.
     heap: str = "768m"
+    # Memory one operation (a query's matches, a sort, an aggregate's input) may use in the
+    # embedded server before it fails that operation instead of exhausting the heap.
+    op_memory_mib: int = 128
+    # How long a `ping` may take before the server counts as not answering: `make status`, the
+    # pipeline_health mongo_ping check and the watchdog all use this bound.
+    ping_timeout_s: float = 3.0
+    # The watchdog (infra/watchdog.py, embedded server only) pings every interval; after this many
+    # consecutive failures of a RUNNING server it SIGKILLs it so supervisord restarts it. A server
+    # that has not answered once since it started is left alone for start_grace_s (a large data
+    # file takes a while to open).
+    watchdog_interval_s: float = 5.0
+    watchdog_failures: int = 3
+    watchdog_start_grace_s: float = 120.0
+    op_memory_mib: int = Field(default=128, ge=1)
 
     @property
     def embedded(self) -> bool:

@@ -109,6 +109,11 @@ class Stream:
             self.windows += 1
             self._stop.wait(1.0)
 
+    def covered(self) -> timedelta:
+        """How much of real time has landed so far."""
+        assert self.landed_until is not None
+        return self.landed_until - self.started
+
     def stop(self) -> tuple[datetime, datetime]:
         """Stop after the window in flight; returns the range [started, landed_until) offered."""
         self._stop.set()

@@ -68,7 +68,13 @@ final class HeadwaterCollection extends H2Collection {
         if (isNaturalDescending(orderBy)) {
             return QueryPlanner.Plan.collectionScan();
         }
-        return QueryPlanner.plan(query, orderBy, secondaryIndexes(), limited);
+        try {
+            return QueryPlanner.plan(query, orderBy, secondaryIndexes(), limited);
+        } catch (RuntimeException e) {
+            // A full scan answers every query correctly; a planning bug must not fail the query.
+            log.warn("planning failed on {} for {}; scanning the collection", getFullName(), query, e);
+            return QueryPlanner.Plan.collectionScan();
+        }
     }
 
     /** The documents a plan reads (a superset of the matches), lazily. */

@@ -86,7 +86,8 @@ final class PipelineRewriter {
             throw new MongoServerError(168, "InvalidPipelineOperator",
                 "$dateTrunc on the embedded server supports unit millisecond/second/minute/hour/day in UTC only; "
                     + "got unit " + unit + (tz != null ? " timezone " + tz : "")
-                    + ". For week/month/year, group on {$year: d}, {$month: d} or {$week: d} instead");
+                    + ". For month or year, group on {y: {$year: d}, m: {$month: d}} instead (for weeks, "
+                    + "day bins with {$dayOfWeek: d})");
         }
         long bin = 1;
         Object binSize = args.get("binSize");

@@ -3,6 +3,7 @@ package dev.headwater.mongo;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Collection;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -375,7 +376,7 @@ final class QueryPlanner {
                 String name = op.getKey();
                 Object operand = op.getValue();
                 if (name.equals("$eq")) {
-                    addPoints(b, List.of(operand));
+                    addPoints(b, Collections.singletonList(operand));
                 } else if (name.equals("$in") && operand instanceof Collection<?> list) {
                     addPoints(b, new ArrayList<>(list));
                 } else if (RANGE_OPS.contains(name) && isBoundValue(operand)) {
@@ -385,7 +386,7 @@ final class QueryPlanner {
                 }
             }
         } else {
-            addPoints(b, List.of(value));
+            addPoints(b, Collections.singletonList(value));
         }
     }
 
