@@ -111,7 +111,7 @@ class MongoSettings(BaseSettings):
     heap: str = "768m"
     # Memory one operation (a query's matches, a sort, an aggregate's input) may use in the
     # embedded server before it fails that operation instead of exhausting the heap.
-    op_memory_mib: int = 128
+    op_memory_mib: int = Field(default=128, ge=1)
     # How long a `ping` may take before the server counts as not answering: `make status`, the
     # pipeline_health mongo_ping check and the watchdog all use this bound.
     ping_timeout_s: float = 3.0
@@ -122,7 +122,6 @@ class MongoSettings(BaseSettings):
     watchdog_interval_s: float = 5.0
     watchdog_failures: int = 3
     watchdog_start_grace_s: float = 120.0
-    op_memory_mib: int = Field(default=128, ge=1)
 
     @property
     def embedded(self) -> bool:

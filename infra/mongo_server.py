@@ -33,9 +33,6 @@ def server_command(settings: Settings) -> list[str]:
     return [
         "java",
         f"-Xmx{heap}",
-        # A JVM that ran out of heap keeps running without accepting connections: end it, so the
-        # supervisor restarts it (the server also exits on any other VirtualMachineError).
-        "-XX:+ExitOnOutOfMemoryError",
         "-XX:+UseG1GC",
         # An OutOfMemoryError can leave the server alive but wedged (a thread dead, a lock held):
         # end the JVM instead, so supervisord restarts it on the durable data file.
