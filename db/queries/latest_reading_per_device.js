@@ -2,8 +2,8 @@
 //   mongosh "$MONGO_URI" db/queries/latest_reading_per_device.js
 // Env: DEVICE_PREFIX=thermostat- (only devices whose id starts with it).
 // Prints JSON: [{device_id, sensor, value, unit, ts, source, readings}], readings = how many stored.
-// One small $group for the device ids, then one indexed lookup per device (readings.device_ts on
-// MongoDB), rather than sorting the whole collection.
+// One small $group for the device ids, then one indexed lookup per device (readings.device_ts,
+// on MongoDB and on the embedded server), rather than sorting the whole collection.
 const prefix = process.env.DEVICE_PREFIX || "";
 const match = prefix ? [{ $match: { device_id: { $gte: prefix, $lt: prefix + "\uffff" } } }] : [];
 const devices = db.readings

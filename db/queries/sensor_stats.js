@@ -3,8 +3,8 @@
 // Env: FROM, UNTIL (ISO-8601; default: the 24 hours before now), WINDOW (rollup size, default 1m).
 // A window counts when its start is in [FROM, UNTIL).
 // Prints JSON: {from, until, window, sensors: [{sensor, devices, windows, count, avg, min, max}]}.
-// avg = sum / count, computed here: the embedded server has no $avg, $min or $max accumulators, so
-// the server sums and min/max come from one sorted lookup each.
+// avg = sum / count over the windows' own sums (an average of window averages would weight a
+// short window like a full one); min and max are the extremes of the windows' extremes.
 function isoEnv(name, fallback) {
   const text = process.env[name];
   if (!text) return fallback;
@@ -25,6 +25,8 @@ const sums = db.readings_rollup
         windows: { $sum: 1 },
         count: { $sum: "$count" },
         sum: { $sum: "$sum" },
+        min: { $min: "$min" },
+        max: { $max: "$max" },
       },
     },
     {
@@ -34,23 +36,22 @@ const sums = db.readings_rollup
         windows: { $sum: "$windows" },
         count: { $sum: "$count" },
         sum: { $sum: "$sum" },
+        min: { $min: "$min" },
+        max: { $max: "$max" },
       },
     },
     { $sort: { _id: 1 } },
   ])
   .toArray();
 const sensors = sums.map((s) => {
-  const only = { ...match, sensor: s._id };
-  const lowest = db.readings_rollup.find(only, { min: 1 }).sort({ min: 1 }).limit(1).toArray()[0];
-  const highest = db.readings_rollup.find(only, { max: 1 }).sort({ max: -1 }).limit(1).toArray()[0];
   return {
     sensor: s._id,
     devices: s.devices,
     windows: s.windows,
     count: s.count,
     avg: s.count > 0 ? s.sum / s.count : null,
-    min: lowest.min,
-    max: highest.max,
+    min: s.min,
+    max: s.max,
   };
 });
 print(JSON.stringify({ from, until, window: windowSize, sensors }, null, 2));
