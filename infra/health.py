@@ -46,12 +46,17 @@ def check_kafka(settings: Settings, timeout_s: float = 3.0) -> Check:
         return Check("kafka", False, f"{type(exc).__name__}: {exc}")
 
 
-def check_mongo(settings: Settings, timeout_s: float = 3.0) -> Check:
-    """The MongoDB server answers `ping`."""
-    ms = int(timeout_s * 1000)
+def check_mongo(settings: Settings, timeout_s: float | None = None) -> Check:
+    """The MongoDB server answers `ping` within timeout_s (default MONGO_PING_TIMEOUT_S)."""
+    ms = int((settings.mongo.ping_timeout_s if timeout_s is None else timeout_s) * 1000)
     try:
+        # A server that accepts connections but never answers (SIGSTOPped, wedged) must fail
+        # the probe within the bound: every phase of the ping is timed, not only the connect.
         with MongoClient(
-            settings.mongo.uri, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms
+            settings.mongo.uri,
+            serverSelectionTimeoutMS=ms,
+            connectTimeoutMS=ms,
+            socketTimeoutMS=ms,
         ) as client:
             client.admin.command("ping")
         return Check("mongo", True, f"ping ok ({settings.mongo.uri})")
