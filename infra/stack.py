@@ -50,6 +50,11 @@ def programs(settings: Settings) -> list[Program]:
     ]
     if settings.mongo.embedded:
         result.append(Program("mongo", mongo_server.server_command(settings), priority=10))
+        # Restarts a server that is alive but not answering (supervisord only sees exits).
+        watchdog_argv = [str(VENV_BIN / "python"), "-m", "infra.watchdog"]
+        result.append(
+            Program("mongo-watchdog", watchdog_argv, priority=15, stop_wait_s=10, cwd=REPO_ROOT)
+        )
     if airflow_db.embedded(settings):
         binaries = airflow_db.bin_dir(settings)
         if binaries is None:
