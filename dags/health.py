@@ -2,13 +2,13 @@
 
 Checks (plugins/headwater_health): both brokers alive, no under-replicated or offline partitions,
 consumer heartbeat fresh, consumer-group lag per topic under a threshold, newest document of each
-continuously flowing source (default: devices) within its freshness bound, and every service's
-/healthz. Each sensor pokes every HEADWATER_HEALTH_POKE_INTERVAL_S (30 s) in reschedule mode (no
-worker slot held between pokes) for up to 3 minutes; every poke writes its result to
-`health_checks`, so a red run says what is wrong and by how much, and a run that turned green
-still shows the fault it saw (`failures`, `last_failure`). A paused or never-run source DAG makes
-its source fail the freshness check: that is a source not flowing. `catchup=False`, one run at a
-time: only the present state matters.
+continuously flowing source (default: devices) within its freshness bound, every service's
+/healthz, and MongoDB answering `ping` within MONGO_PING_TIMEOUT_S (3 s). Each sensor pokes every
+HEADWATER_HEALTH_POKE_INTERVAL_S (30 s) in reschedule mode (no worker slot held between pokes) for
+up to 3 minutes; every poke writes its result to `health_checks`, so a red run says what is wrong
+and by how much, and a run that turned green still shows the fault it saw (`failures`,
+`last_failure`). A paused or never-run source DAG makes its source fail the freshness check: that
+is a source not flowing. `catchup=False`, one run at a time: only the present state matters.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from headwater.health_checks import (
     CHECK_HEALTHZ,
     CHECK_HEARTBEAT,
     CHECK_LAG,
+    CHECK_MONGO,
     CHECK_PARTITIONS,
     DEFAULT_FRESHNESS_SOURCES,
 )
@@ -33,7 +34,7 @@ from headwater.health_checks import (
 
 @dag(
     dag_id="pipeline_health",
-    description="Brokers, partitions, consumer heartbeat and lag, source freshness, /healthz",
+    description="Brokers, partitions, consumer heartbeat and lag, freshness, /healthz, Mongo ping",
     schedule=DeltaDataIntervalTimetable(timedelta(minutes=5)),
     start_date=START,
     catchup=False,
@@ -64,6 +65,7 @@ def pipeline_health() -> None:
         check_params={"sources": "{{ params.freshness_sources }}"},
     )
     HealthCheckSensor(task_id=CHECK_HEALTHZ, check=CHECK_HEALTHZ)
+    HealthCheckSensor(task_id=CHECK_MONGO, check=CHECK_MONGO)
 
 
 pipeline_health()

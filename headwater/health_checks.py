@@ -31,6 +31,7 @@ CHECK_HEARTBEAT = "consumer_heartbeat"
 CHECK_LAG = "consumer_lag"
 CHECK_FRESHNESS = "source_freshness"
 CHECK_HEALTHZ = "service_healthz"
+CHECK_MONGO = "mongo_ping"
 ALL_CHECKS = (
     CHECK_BROKERS,
     CHECK_PARTITIONS,
@@ -38,6 +39,7 @@ ALL_CHECKS = (
     CHECK_LAG,
     CHECK_FRESHNESS,
     CHECK_HEALTHZ,
+    CHECK_MONGO,
 )
 
 
@@ -223,3 +225,21 @@ def check_healthz(answers: Mapping[str, tuple[str, int | None, str]]) -> HealthR
     if bad:
         return health_result(CHECK_HEALTHZ, False, "; ".join(bad), measured)
     return health_result(CHECK_HEALTHZ, True, f"healthy: {', '.join(statuses)}", measured)
+
+
+def check_mongo_answers(elapsed_s: float | None, error: str | None, bound_s: float) -> HealthResult:
+    """MongoDB answered `ping` within bound_s; `elapsed_s` is None when it did not answer."""
+    measured = {
+        "bound_s": bound_s,
+        "elapsed_s": None if elapsed_s is None else round(elapsed_s, 3),
+        "error": error,
+    }
+    if elapsed_s is None or error is not None:
+        detail = f"MongoDB did not answer ping within {bound_s:g}s: {(error or '')[:300]}"
+        return health_result(CHECK_MONGO, False, detail, measured)
+    if elapsed_s > bound_s:
+        detail = f"MongoDB answered ping in {elapsed_s:.1f}s, over the {bound_s:g}s bound"
+        return health_result(CHECK_MONGO, False, detail, measured)
+    return health_result(
+        CHECK_MONGO, True, f"MongoDB answered ping in {elapsed_s * 1000:.0f} ms", measured
+    )

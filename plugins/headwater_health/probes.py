@@ -7,10 +7,12 @@ MongoDB database handed in (from the Airflow hooks in the DAG, from settings in 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import pymongo
 import requests
 from confluent_kafka.admin import AdminClient
 from pymongo import ReturnDocument
@@ -30,6 +32,10 @@ log = logging.getLogger(__name__)
 
 HealthResult = hc.HealthResult
 TIMEOUT_S = 10.0
+# A check's MongoDB reads, and the write of its result, give up after these: a hung server then
+# fails the poke instead of hanging it (pymongo has no read timeout by default).
+MONGO_TIMEOUT_S = 30.0
+RECORD_TIMEOUT_S = 10.0
 DEFAULT_MAX_LAG_PER_TOPIC = 1000
 
 
@@ -127,6 +133,22 @@ def probe_healthz(settings: Settings, **_: Any) -> HealthResult:
     return hc.check_healthz(answers)
 
 
+def probe_mongo(settings: Settings, db: Database, **_: Any) -> HealthResult:
+    """`ping` on the pipeline's MongoDB, answered within MONGO_PING_TIMEOUT_S or failed.
+
+    A server that is alive but hung still accepts connections; the timeout bounds server
+    selection and the wait for the answer alike, so the poke fails instead of hanging.
+    """
+    bound_s = settings.mongo.ping_timeout_s
+    started = time.monotonic()
+    try:
+        with pymongo.timeout(bound_s):
+            db.command("ping")
+    except PyMongoError as exc:
+        return hc.check_mongo_answers(None, f"{type(exc).__name__}: {exc}", bound_s)
+    return hc.check_mongo_answers(time.monotonic() - started, None, bound_s)
+
+
 PROBES: dict[str, Callable[..., HealthResult]] = {
     hc.CHECK_BROKERS: probe_brokers,
     hc.CHECK_PARTITIONS: probe_partitions,
@@ -134,6 +156,7 @@ PROBES: dict[str, Callable[..., HealthResult]] = {
     hc.CHECK_LAG: probe_lag,
     hc.CHECK_FRESHNESS: probe_freshness,
     hc.CHECK_HEALTHZ: probe_healthz,
+    hc.CHECK_MONGO: probe_mongo,
 }
 # Which checks need which handle: the sensor only opens the connections a check uses.
 NEEDS_KAFKA = frozenset({hc.CHECK_BROKERS, hc.CHECK_PARTITIONS, hc.CHECK_LAG})
@@ -151,7 +174,8 @@ def run_check(
 ) -> HealthResult:
     """Run one check; an error while gathering its data is a failed result naming the error."""
     try:
-        return PROBES[check](settings, admin=admin, db=db, now=now, **dict(params or {}))
+        with pymongo.timeout(MONGO_TIMEOUT_S):
+            return PROBES[check](settings, admin=admin, db=db, now=now, **dict(params or {}))
     except Exception as exc:  # noqa: BLE001 - a health check reports every failure as unhealthy
         log.warning("health check error check=%s error=%s: %s", check, type(exc).__name__, exc)
         return hc.health_result(check, False, f"check error {type(exc).__name__}: {exc}", {})
@@ -175,9 +199,10 @@ def record_result(
         failure = {"at": now, "detail": result["detail"], "measured": result["measured"]}
         update["$set"] = {**current, "last_failure": failure}
         update["$inc"] = {"failures": 1}
-    stored = db[Collections.HEALTH_CHECKS].find_one_and_update(
-        {"_id": doc_id}, update, upsert=True, return_document=ReturnDocument.AFTER
-    )
+    with pymongo.timeout(RECORD_TIMEOUT_S):
+        stored = db[Collections.HEALTH_CHECKS].find_one_and_update(
+            {"_id": doc_id}, update, upsert=True, return_document=ReturnDocument.AFTER
+        )
     return dict(stored)
 
 

@@ -6,12 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 from consumer.status import OFFSET_INVALID, PartitionOffsets
 from headwater.health_checks import (
+    ALL_CHECKS,
     CHECK_BROKERS,
+    CHECK_MONGO,
     FRESHNESS_FLOOR_S,
     check_brokers_alive,
     check_healthz,
     check_heartbeat_fresh,
     check_lag_under,
+    check_mongo_answers,
     check_partitions_replicated,
     check_sources_fresh,
     freshness_bound_s,
@@ -161,3 +164,24 @@ def test_unhealthy_or_unreachable_service_fails_naming_it() -> None:
     assert "events-api http://h:2/healthz did not answer" in result["detail"]
     assert "external-api" not in result["detail"]
     assert result["measured"]["status"]["events-api"] is None
+
+
+def test_mongo_answering_ping_within_its_bound_passes() -> None:
+    result = check_mongo_answers(0.012, None, bound_s=3)
+    assert result["check"] == CHECK_MONGO and CHECK_MONGO in ALL_CHECKS
+    assert result["ok"] is True
+    assert result["measured"] == {"bound_s": 3, "elapsed_s": 0.012, "error": None}
+
+
+def test_mongo_not_answering_ping_within_its_bound_fails_naming_the_bound_and_error() -> None:
+    result = check_mongo_answers(None, "NetworkTimeout: 127.0.0.1:27017: timed out", bound_s=3)
+    assert result["ok"] is False
+    assert "did not answer ping within 3s" in result["detail"]
+    assert "NetworkTimeout" in result["detail"]
+    assert result["measured"]["elapsed_s"] is None
+
+
+def test_mongo_answering_later_than_its_bound_fails() -> None:
+    result = check_mongo_answers(4.5, None, bound_s=3)
+    assert result["ok"] is False
+    assert "4.5s, over the 3s bound" in result["detail"]
