@@ -68,6 +68,19 @@ final class IndexKeyType extends BasicDataType<Object[]> {
         if (x instanceof MaxKey || y instanceof MinKey) {
             return 1;
         }
+        // Fast paths for what indexes mostly hold (same-type strings, dates, numbers); the same
+        // order as ValueComparator, which handles everything else (mixed types, null, documents).
+        if (x != null && y != null && x.getClass() == y.getClass()) {
+            if (x instanceof String a) {
+                return Integer.signum(a.compareTo((String) y));
+            } else if (x instanceof Instant a) {
+                return Integer.signum(a.compareTo((Instant) y));
+            } else if (x instanceof Integer a) {
+                return Integer.compare(a, (Integer) y);
+            } else if (x instanceof Long a) {
+                return Long.compare(a, (Long) y);
+            }
+        }
         return ORDER.compare(x, y);
     }
 
