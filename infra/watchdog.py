@@ -116,8 +116,12 @@ class Watchdog:
             # A held program's start begins when the hold is released (same PID: the wrapper execs).
             self.pings, self.released_at = [], now
             return decide(self.pings, ServerProcess(state, pid, 0.0, held=True), self.policy)
-        if pid == self.killed_pid:
+        if self.killed_pid and pid == self.killed_pid:
             return Decision(False, "killed, waiting for supervisord to restart it")
+        if state not in ("RUNNING", "STARTING"):
+            # Stopped, backing off or fatal: no server to ping, and supervisord is on it.
+            self.pings = []
+            return decide(self.pings, ServerProcess(state, pid, uptime_s), self.policy)
         age_s = uptime_s if self.released_at is None else min(uptime_s, now - self.released_at)
         ok, detail = self.ping()
         self._note_ping(ok, detail, pid, state)

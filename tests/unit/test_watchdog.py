@@ -121,6 +121,16 @@ def test_watchdog_kills_a_hung_pid_once_then_watches_its_successor_from_scratch(
     assert fake.killed == [100]
 
 
+def test_watchdog_does_not_ping_a_program_supervisord_has_stopped() -> None:
+    fake = FakeStack(state="STOPPED", pid=0, answering=False)
+    pings: list[int] = []
+    watchdog = fake.watchdog()
+    watchdog.ping = lambda: pings.append(1) or (False, "refused")
+    decisions = fake.steps(watchdog, 5)
+    assert pings == [] and fake.killed == []
+    assert decisions[-1] == Decision(False, "program is STOPPED")
+
+
 def test_watchdog_restarts_the_grace_when_a_hold_is_released() -> None:
     # Held for ten minutes: same PID (the wrapper execs the server), whose uptime counts the hold.
     fake = FakeStack(held=True, answering=False, uptime_s=600)
