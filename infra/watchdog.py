@@ -71,6 +71,11 @@ def consecutive_failures(pings: Sequence[bool]) -> int:
     return count
 
 
+def is_refused(detail: str) -> bool:
+    """The ping failed because nothing listens on the port (not because it hung)."""
+    return "Connection refused" in detail or "Errno 111" in detail
+
+
 def decide(pings: Sequence[bool], process: ServerProcess, policy: WatchdogPolicy) -> Decision:
     """Kill the server or not, from this PID's ping results (oldest first) and its state."""
     if process.held:
@@ -124,6 +129,11 @@ class Watchdog:
             return decide(self.pings, ServerProcess(state, pid, uptime_s), self.policy)
         age_s = uptime_s if self.released_at is None else min(uptime_s, now - self.released_at)
         ok, detail = self.ping()
+        if not ok and True not in self.pings and is_refused(detail):
+            # Not listening yet: the JVM is still opening its data file (building an index over
+            # millions of documents can take minutes). A stopped or wedged process that was bound
+            # still accepts TCP connections, so refusal is never a hang.
+            return Decision(False, "not listening yet: still opening its data file")
         self._note_ping(ok, detail, pid, state)
         process = ServerProcess(state, pid, age_s)
         decision = decide(self.pings, process, self.policy)

@@ -175,3 +175,20 @@ def test_the_stack_supervises_a_watchdog_next_to_its_own_server_only(
     assert names.index("mongo") < names.index("mongo-watchdog")
     monkeypatch.setenv("MONGO_URI", "mongodb://db.example:27017/")
     assert "mongo-watchdog" not in _program_names(tmp_path)
+
+
+def test_a_server_still_opening_its_data_file_is_not_killed_however_long_it_takes() -> None:
+    fake = FakeStack(uptime_s=0.0)
+    watchdog = fake.watchdog()
+    watchdog.ping = lambda: (
+        False,
+        "AutoReconnect: 127.0.0.1:27017: [Errno 111] Connection refused",
+    )
+    decisions = fake.steps(watchdog, 100)  # 500 s, far past the start grace
+    assert not any(d.kill for d in decisions)
+    assert fake.killed == []
+    # once it has answered, a server that stops listening is a fault like any other
+    watchdog.ping = lambda: (True, "ok")
+    fake.steps(watchdog, 1)
+    watchdog.ping = lambda: (False, "AutoReconnect: [Errno 111] Connection refused")
+    assert [d.kill for d in fake.steps(watchdog, 3)] == [False, False, True]
