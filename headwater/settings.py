@@ -112,6 +112,9 @@ class MongoSettings(BaseSettings):
     # Memory one operation (a query's matches, a sort, an aggregate's input) may use in the
     # embedded server before it fails that operation instead of exhausting the heap.
     op_memory_mib: int = Field(default=128, ge=1)
+    # ...and how long one find/aggregate command may compute before it fails with MaxTimeMSExpired
+    # (a client's shorter maxTimeMS wins); 0 = no limit.
+    op_time_limit_s: int = Field(default=110, ge=0)
     # How long a `ping` may take before the server counts as not answering: `make status`, the
     # pipeline_health mongo_ping check and the watchdog all use this bound.
     ping_timeout_s: float = 3.0

@@ -49,4 +49,6 @@ def server_command(settings: Settings) -> list[str]:
         str(data_file(settings)),
         "--op-memory-mib",
         str(settings.mongo.op_memory_mib),
+        "--op-time-limit-s",
+        str(settings.mongo.op_time_limit_s),
     ]

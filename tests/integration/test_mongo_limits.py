@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
-from pymongo.errors import OperationFailure
+from pymongo.errors import ExecutionTimeout, OperationFailure
 
 from headwater.settings import Settings
 from infra import stack
@@ -70,6 +70,10 @@ def test_over_budget_operations_fail_cleanly_while_the_consumer_keeps_landing(
         assert time.monotonic() < deadline, f"stream covered only {stream.covered()}"
         rounds += 1
         _over_budget_operations(big, n, limit)
+    # A time limit too (the client's maxTimeMS, or MONGO_OP_TIME_LIMIT_S): MaxTimeMSExpired.
+    with pytest.raises(ExecutionTimeout) as timed_out:
+        list(big.blobs.aggregate([{"$group": {"_id": "$group", "n": {"$sum": 1}}}], maxTimeMS=1))
+    assert timed_out.value.code == 50 and "narrow the query" in str(timed_out.value)
     assert big.client.admin.command("ping")["ok"] == 1.0
     assert stack.program_pid(live_stack, "mongo") == pid, "the server must not have restarted"
     assert_stream_exact(live_stack, db, stream)

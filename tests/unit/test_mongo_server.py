@@ -48,3 +48,8 @@ def test_the_budget_defaults_to_128_mib(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.delenv("MONGO_OP_MEMORY_MIB", raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
     assert _flag(server_command(_settings(tmp_path)), "--op-memory-mib") == "128"
+
+
+def test_the_per_operation_time_limit_comes_from_settings(tmp_path: Path) -> None:
+    argv = server_command(_settings(tmp_path, op_time_limit_s=45))
+    assert _flag(argv, "--op-time-limit-s") == "45"

@@ -170,6 +170,7 @@ final class HeadwaterCollection extends H2Collection {
                 Iterator<Document> it = input.iterator();
                 while (it.hasNext()) {
                     Document d = it.next();
+                    budget.tick();
                     if (heap.size() < keep) {
                         budget.charge(OperationBudget.estimate(d), "$" + stage);
                         heap.add(d);
@@ -184,6 +185,7 @@ final class HeadwaterCollection extends H2Collection {
                 Iterator<Document> it = input.iterator();
                 while (it.hasNext()) {
                     Document d = it.next();
+                    budget.tick();
                     budget.charge(OperationBudget.estimate(d) + 8, "$" + stage + " (no index provides this order)");
                     out.add(d);
                 }

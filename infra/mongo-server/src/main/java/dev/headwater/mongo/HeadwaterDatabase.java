@@ -108,7 +108,7 @@ final class HeadwaterDatabase extends H2Database {
             limit = -limit;
             singleBatch = true;
         }
-        OperationBudget budget = OperationBudget.perOperation();
+        OperationBudget budget = OperationBudget.forCommand(query.get("maxTimeMS"));
         QueryPlanner.Plan plan = collection.plan(filter, sort, limit > 0);
         Stream<Document> docs = collection.stream(filter, sort, skip, limit, projection, budget);
         Document response = respond(collection.getFullName(), docs.iterator(), batchSize, limit, singleBatch);
@@ -125,7 +125,7 @@ final class HeadwaterDatabase extends H2Database {
             throw new de.bwaldvogel.mongo.exception.FailedToParseException(
                 "The 'cursor' option is required, except for aggregate with the explain argument");
         }
-        OperationBudget budget = OperationBudget.perOperation();
+        OperationBudget budget = OperationBudget.forCommand(query.get("maxTimeMS"));
         StreamingAggregation.Result result = StreamingAggregation.run(collection, pipeline, this, resolver, oplog, budget);
         if (Boolean.TRUE.equals(query.get("explain"))) {
             Document out = explainDocument(collection, result.plan());

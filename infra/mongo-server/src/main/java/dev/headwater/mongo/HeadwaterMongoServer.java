@@ -46,6 +46,7 @@ public final class HeadwaterMongoServer {
         int port = 27017;
         Path dataFile = null;
         long opMemoryMib = 128;
+        long opTimeLimitS = 110;
         for (int i = 0; i < args.length; i++) {
             String arg = args[i];
             if (i + 1 >= args.length) {
@@ -56,6 +57,7 @@ public final class HeadwaterMongoServer {
                 case "--port" -> port = Integer.parseInt(args[++i]);
                 case "--data-file" -> dataFile = Path.of(args[++i]).toAbsolutePath();
                 case "--op-memory-mib" -> opMemoryMib = Long.parseLong(args[++i]);
+                case "--op-time-limit-s" -> opTimeLimitS = Long.parseLong(args[++i]);
                 default -> usage("unknown argument " + arg);
             }
         }
@@ -86,9 +88,9 @@ public final class HeadwaterMongoServer {
             // re-deserialises the hot hour of readings on every query.
             .cacheSize((int) Math.max(16, (Runtime.getRuntime().maxMemory() >> 20) / 4))
             .open();
-        ServerContext.init(store, opMemoryMib << 20);
-        log.info("opening data file {} (per-operation memory budget {} MiB, max heap {} MiB)", dataFile,
-            opMemoryMib, Runtime.getRuntime().maxMemory() >> 20);
+        ServerContext.init(store, opMemoryMib << 20, opTimeLimitS * 1000);
+        log.info("opening data file {} (per-operation memory budget {} MiB, time limit {} s, max heap {} MiB)",
+            dataFile, opMemoryMib, opTimeLimitS, Runtime.getRuntime().maxMemory() >> 20);
         DurableH2Backend backend = new DurableH2Backend(store);
         backend.version(REPORTED_VERSION);
 
@@ -124,7 +126,7 @@ public final class HeadwaterMongoServer {
 
     private static void usage(String problem) {
         System.err.println(problem);
-        System.err.println("usage: HeadwaterMongoServer [--host 127.0.0.1] [--port 27017] [--op-memory-mib 128] --data-file PATH");
+        System.err.println("usage: HeadwaterMongoServer [--host 127.0.0.1] [--port 27017] [--op-memory-mib 128] [--op-time-limit-s 110 (0: none)] --data-file PATH");
         System.exit(2);
     }
 }

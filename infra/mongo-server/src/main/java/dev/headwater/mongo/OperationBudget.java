@@ -16,15 +16,55 @@ final class OperationBudget {
 
     static final int EXCEEDED_MEMORY_LIMIT = 292;
 
+    static final int MAX_TIME_EXPIRED = 50;
+    private static final int CHECK_TIME_EVERY = 4096;
+
     private final long limitBytes;
     private long usedBytes;
+    /** System.nanoTime() after which the operation fails; Long.MAX_VALUE: never. */
+    private final long deadlineNanos;
+    private final long timeLimitMs;
+    private int sinceTimeCheck;
 
     OperationBudget(long limitBytes) {
+        this(limitBytes, 0);
+    }
+
+    /** {@code timeLimitMs} 0: no time limit. */
+    OperationBudget(long limitBytes, long timeLimitMs) {
         this.limitBytes = limitBytes;
+        this.timeLimitMs = timeLimitMs;
+        this.deadlineNanos = timeLimitMs > 0 ? System.nanoTime() + timeLimitMs * 1_000_000 : Long.MAX_VALUE;
     }
 
     static OperationBudget perOperation() {
         return new OperationBudget(ServerContext.operationMemoryBytes());
+    }
+
+    /**
+     * A budget with the server's time limit for one command, or the client's {@code maxTimeMS} when
+     * that is shorter.
+     */
+    static OperationBudget forCommand(Object maxTimeMs) {
+        long limit = ServerContext.operationTimeLimitMs();
+        if (maxTimeMs instanceof Number n && n.longValue() > 0) {
+            limit = limit > 0 ? Math.min(limit, n.longValue()) : n.longValue();
+        }
+        return new OperationBudget(ServerContext.operationMemoryBytes(), limit);
+    }
+
+    /** Called once per document a blocking stage reads; fails the operation past its time limit. */
+    void tick() {
+        if (++sinceTimeCheck < CHECK_TIME_EVERY) {
+            return;
+        }
+        sinceTimeCheck = 0;
+        if (System.nanoTime() > deadlineNanos) {
+            throw new MongoServerError(MAX_TIME_EXPIRED, "MaxTimeMSExpired", String.format(
+                "operation exceeded its time limit of %d ms (maxTimeMS, or the embedded server's "
+                    + "--op-time-limit-s / MONGO_OP_TIME_LIMIT_S); narrow the query: $match on an indexed "
+                    + "field first (e.g. a time range on ts)", timeLimitMs));
+        }
     }
 
     long used() {

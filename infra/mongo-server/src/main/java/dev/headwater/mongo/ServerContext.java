@@ -11,13 +11,19 @@ final class ServerContext {
 
     private static volatile MVStore store;
     private static volatile long operationMemoryBytes = 128L << 20;
+    private static volatile long operationTimeLimitMs = 0;
 
     private ServerContext() {
     }
 
-    static void init(MVStore mvStore, long opMemoryBytes) {
+    static void init(MVStore mvStore, long opMemoryBytes, long opTimeLimitMs) {
         store = mvStore;
         operationMemoryBytes = opMemoryBytes;
+        operationTimeLimitMs = opTimeLimitMs;
+    }
+
+    static long operationTimeLimitMs() {
+        return operationTimeLimitMs;
     }
 
     static MVStore store() {

@@ -122,7 +122,10 @@ final class StreamingAggregation {
                 stream = HeadwaterCollection.sorted(stream, HeadwaterCollection.comparator(orderBy), keep, budget, "sort");
             } else {
                 if (BLOCKING_LIBRARY_STAGES.contains(name)) {
-                    stream = stream.peek(d -> budget.charge(OperationBudget.estimate(d), name));
+                    stream = stream.peek(d -> {
+                        budget.tick();
+                        budget.charge(OperationBudget.estimate(d), name);
+                    });
                 }
                 Aggregation one = Aggregation.fromPipeline(List.of(stage), resolver, database, collection, oplog);
                 stream = one.runStagesAsStream(stream);
@@ -148,6 +151,7 @@ final class StreamingAggregation {
                     Iterator<Document> it = input.iterator();
                     while (it.hasNext()) {
                         Document document = it.next();
+                        budget.tick();
                         Object key = Expression.evaluateDocument(idExpression, document);
                         if (key instanceof Missing) {
                             key = null;
