@@ -64,3 +64,18 @@ def sustained_rate(samples: Sequence[tuple[float, int]]) -> float:
         raise ValueError("need two samples with progress to compute a sustained rate")
     (t0, n0), (t1, n1) = started[0], started[-1]
     return rate(n1 - n0, t1 - t0)
+
+
+def spread_summary(values: Sequence[float], ndigits: int = 3) -> dict[str, float | int]:
+    """n, median, min and max of repeated measurements: the figure and how far the runs spread.
+
+    ValueError for no values (a figure nobody measured is not 0).
+    """
+    if not values:
+        raise ValueError("spread of no values")
+    return {
+        "n": len(values),
+        "median": round(percentile(values, 50.0), ndigits),
+        "min": round(min(values), ndigits),
+        "max": round(max(values), ndigits),
+    }

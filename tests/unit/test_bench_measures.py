@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bench.measures import latency_summary, percentile, rate, ratio, sustained_rate
+from bench.measures import (
+    latency_summary,
+    percentile,
+    rate,
+    ratio,
+    spread_summary,
+    sustained_rate,
+)
 
 
 def test_percentile_interpolates_between_closest_ranks():
@@ -75,3 +82,23 @@ def test_sustained_rate_leaves_the_start_up_out():
 def test_sustained_rate_needs_two_samples_with_progress():
     with pytest.raises(ValueError):
         sustained_rate([(0.0, 0), (1.0, 10)])
+
+
+def test_spread_summary_is_the_median_and_the_range_of_the_runs():
+    assert spread_summary([3.0, 1.0, 2.0, 10.0, 2.5]) == {
+        "n": 5,
+        "median": 2.5,
+        "min": 1.0,
+        "max": 10.0,
+    }
+    assert spread_summary([0.12345], ndigits=2) == {
+        "n": 1,
+        "median": 0.12,
+        "min": 0.12,
+        "max": 0.12,
+    }
+
+
+def test_spread_summary_of_nothing_is_an_error_not_zero():
+    with pytest.raises(ValueError):
+        spread_summary([])
