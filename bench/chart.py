@@ -91,6 +91,20 @@ def _flask(ax: Axes, part: dict[str, Any]) -> None:
     )
 
 
+def _store(ax: Axes, part: dict[str, Any]) -> None:
+    queries = {
+        name: q["ms"]["median"]
+        for name, q in (part.get("queries") or {}).items()
+        if (q.get("ms") or {}).get("n")
+    }
+    labels = [name.replace("_", "\n", 1) for name in queries]
+    _bars(ax, labels, list(queries.values()), [MEASURED] * len(queries), "median ms")
+    target_ms = (part.get("targets") or {}).get("query_s", 1.0) * 1000
+    ax.axhline(target_ms, color=CEILING, linestyle="--", linewidth=1)
+    ax.tick_params(axis="x", labelsize=6)
+    ax.set_title(f"Store at {part['readings']:,} readings (dashed: target)", fontsize=10)
+
+
 def write_chart(result: dict[str, Any], path: Path) -> None:
     """Draw every part present in `result` into one PNG at `path`."""
     panels = [
@@ -100,6 +114,7 @@ def write_chart(result: dict[str, Any], path: Path) -> None:
             ("producer", _producer),
             ("end_to_end", _end_to_end),
             ("flask", _flask),
+            ("store", _store),
         )
         if result.get(key) and "error" not in result[key]
     ]

@@ -141,6 +141,115 @@ def flask_rows(part: dict[str, Any]) -> list[Row]:
     ]
 
 
+def fmt_spread(summary: dict[str, Any] | None, fmt: str = ",.0f") -> str:
+    """'median (min-max, n=5)' of a spread summary, '-' when nothing was measured."""
+    if not summary or not summary.get("n"):
+        return "-"
+    median, low, high = (format(summary[k], fmt) for k in ("median", "min", "max"))
+    return f"{median} ({low}-{high}, n={summary['n']})"
+
+
+def _verdict(value: str | None) -> str:
+    return "-" if value in (None, "n/a") else str(value)
+
+
+def _query_row(label: str, query: dict[str, Any], target: str) -> Row:
+    measured = fmt_spread(query.get("ms"))
+    if query.get("error"):
+        measured = f"{measured}; {query['error'][:60]}" if query.get("ms") else query["error"][:70]
+    return ("store", label, measured, target, _verdict(query.get("verdict")))
+
+
+def store_rows(part: dict[str, Any]) -> list[Row]:
+    targets = part.get("targets") or {}
+    query_ms = f"target < {targets.get('query_s', 1.0) * 1000:,.0f} ms"
+    at = f"{targets.get('at_docs', 0) / 1e6:g} M"
+    rows: list[Row] = []
+    load = part.get("load") or {}
+    if load:
+        measured = fmt_rate(load.get("docs_per_s"))
+        if load.get("error"):
+            measured = f"{measured}; {load['error'][:60]}"
+        rows.append(
+            (
+                "store",
+                f"load {part['readings']:,} readings (+ events, rejects, rollups), insert docs/s",
+                measured,
+                f"targets below are for {at}",
+                "",
+            )
+        )
+    queries = part.get("queries") or {}
+    for name, query in queries.items():
+        label = f"  {name} ({query.get('window') or 'one hour'}), ms"
+        if name == "indexed_find":
+            label = "  find device_id + ts >= last hour, ms"
+        elif name == "count_by_device_hour":
+            label = "  readings per device in one hour ($match + $group), ms"
+        target = query_ms if query.get("verdict") != "n/a" else "-"
+        rows.append(_query_row(label, query, target))
+    group = part.get("unbounded_group")
+    if group:
+        if group.get("outcome"):
+            ping = "yes" if group.get("ping_after") else "NO"
+            measured = f"{group['outcome']} in {group['seconds']:.1f} s, ping after: {ping}"
+        else:
+            measured = group.get("error") or "-"
+        rows.append(
+            (
+                "store",
+                "  unbounded $group ($avg/$min/$max by device, sensor)",
+                measured,
+                f"answer or clean failure < {targets.get('group_timeout_s', 120):.0f} s, up",
+                _verdict(group.get("verdict")),
+            )
+        )
+        if group.get("error") and group.get("outcome"):
+            rows.append(("store", f"    {group['error'][:90]}", "", "", ""))
+    rss = part.get("rss") or {}
+    if rss.get("heap_mib") is not None:
+        peak, after = rss.get("peak_mib"), rss.get("after_mib")
+        restarts = rss.get("server_restarts") or 0
+        rows.append(
+            (
+                "store",
+                "server RSS peak / after, MiB"
+                + (
+                    f" ({restarts} server restart{'s' if restarts > 1 else ''})" if restarts else ""
+                ),
+                f"{fmt_rate(peak)} / {fmt_rate(after)}",
+                f"heap {rss['heap_mib']:,.0f} + overhead {rss['overhead_mib']:,.0f}",
+                _verdict(rss.get("verdict")),
+            )
+        )
+    ingest = part.get("ingest") or {}
+    if ingest.get("ratio"):
+        ratio_text = fmt_spread(ingest["ratio"], ".3f")
+        rows.append(
+            (
+                "store",
+                "consumer write path docs/s, readings' indexes vs only _id",
+                fmt_spread(ingest["with_indexes_docs_per_s"]),
+                f"only _id {fmt_rate(ingest['without_indexes_docs_per_s']['median'])}",
+                fmt_ratio(ingest["ratio"]["median"]),
+            )
+        )
+        rows.append(
+            (
+                "store",
+                "  with ÷ without, median of interleaved trials (no Kafka)",
+                ratio_text,
+                f"target >= {ingest['target']:g}",
+                _verdict(ingest.get("verdict")),
+            )
+        )
+    elif ingest.get("error"):
+        rows.append(
+            ("store", "consumer write path, indexes vs only _id", ingest["error"][:70], "", "")
+        )
+    return rows
+
+
 def summary_rows(result: dict[str, Any]) -> list[Row]:
     """The table rows of every part present in a bench result."""
     rows: list[Row] = []
@@ -149,6 +258,7 @@ def summary_rows(result: dict[str, Any]) -> list[Row]:
         ("producer", producer_rows),
         ("end_to_end", end_to_end_rows),
         ("flask", flask_rows),
+        ("store", store_rows),
     ):
         part = result.get(key)
         if part and "error" not in part:

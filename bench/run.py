@@ -1,8 +1,8 @@
 """`make bench`: every benchmark on the running stack, each figure against its ceiling.
 
-    python bench/run.py [--only consumer producer end_to_end flask] [sizes...]
+    python bench/run.py [--only consumer producer end_to_end flask store] [sizes...]
 
-Runs the parts in order (consumer, producer, end to end, flask), writes
+Runs the parts in order (consumer, producer, end to end, flask, store at scale), writes
 bench/results/latest.json (consumer_ratio, producer_ratio, every part's raw figures and the
 machine) and bench/results/latest.png (a copy of the JSON goes to bench/results/history/), and
 prints the summary table. A subset (--only) writes bench/results/partial-<parts>.json/.png
@@ -27,6 +27,7 @@ import consumer_bench
 import e2e_bench
 import flask_bench
 import producer_bench
+import store_bench
 from chart import write_chart
 from machine import cpu_busy, describe_machine, load_average
 from pymongo import MongoClient
@@ -36,7 +37,7 @@ from headwater.settings import REPO_ROOT, Settings, get_settings
 
 log = logging.getLogger("bench.run")
 
-PARTS = ("consumer", "producer", "end_to_end", "flask")
+PARTS = ("consumer", "producer", "end_to_end", "flask", "store")
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 
 
@@ -51,6 +52,7 @@ def part_runners(args: argparse.Namespace) -> dict[str, Callable[[Settings], dic
         "flask": lambda s: flask_bench.measure(
             s, concurrency=args.concurrency, duration_s=args.duration_s
         ),
+        "store": lambda s: store_bench.measure_from_args(s, args),
     }
 
 
@@ -132,6 +134,7 @@ def main() -> int:
     parser.add_argument("--window-s", type=int, default=12, help="end to end: window length")
     parser.add_argument("--concurrency", type=int, default=16, help="flask: client threads")
     parser.add_argument("--duration-s", type=float, default=20.0, help="flask: load duration")
+    store_bench.add_arguments(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from bench.report import HEADERS, fmt_latencies, format_table, headline, summary_rows
+from bench.report import (
+    HEADERS,
+    fmt_latencies,
+    fmt_spread,
+    format_table,
+    headline,
+    store_rows,
+    summary_rows,
+)
 
 LAT = {"n": 10, "p50_ms": 1200.4, "p95_ms": 2500.0, "p99_ms": 3100.9, "mean_ms": 1, "max_ms": 4}
 RESULT = {
@@ -84,3 +92,72 @@ def test_a_row_of_the_wrong_width_is_refused():
 def test_headline_is_the_two_ratios_or_none():
     assert headline(RESULT) == {"consumer_ratio": 0.5, "producer_ratio": 0.833}
     assert headline({}) == {"consumer_ratio": None, "producer_ratio": None}
+
+
+SPREAD = {"n": 5, "median": 412.0, "min": 398.0, "max": 455.5}
+STORE = {
+    "readings": 100_000,
+    "targets": {"query_s": 1.0, "group_timeout_s": 120.0, "at_docs": 5_000_000},
+    "load": {"docs_per_s": 3647, "error": None},
+    "queries": {
+        "sensor_stats": {"ms": SPREAD, "verdict": "met", "window": "one hour"},
+        "latest_reading_per_device": {
+            "ms": SPREAD,
+            "verdict": "n/a",
+            "window": "whole collection, no time bound",
+        },
+        "indexed_find": {"ms": None, "error": "server not answering for 180s", "verdict": "n/a"},
+    },
+    "unbounded_group": {
+        "outcome": "failed",
+        "seconds": 3.2,
+        "ping_after": True,
+        "error": "OperationFailure: exceeded the memory budget",
+        "verdict": "met",
+    },
+    "rss": {
+        "heap_mib": 768,
+        "overhead_mib": 256,
+        "peak_mib": 990.4,
+        "after_mib": 950.0,
+        "verdict": "met",
+    },
+    "ingest": {
+        "ratio": {"n": 5, "median": 0.634, "min": 0.61, "max": 0.7},
+        "with_indexes_docs_per_s": {"n": 5, "median": 3090, "min": 2550, "max": 3631},
+        "without_indexes_docs_per_s": {"n": 5, "median": 4870, "min": 4118, "max": 5621},
+        "target": 0.8,
+        "verdict": "missed",
+    },
+}
+
+
+def test_spreads_print_as_median_with_range_and_count():
+    assert fmt_spread(SPREAD) == "412 (398-456, n=5)"
+    assert fmt_spread({"n": 2, "median": 0.6336, "min": 0.6, "max": 0.7}, ".3f") == (
+        "0.634 (0.600-0.700, n=2)"
+    )
+    assert fmt_spread(None) == "-"
+
+
+def test_store_rows_print_each_figure_beside_its_target_and_verdict():
+    rows = store_rows(STORE)
+    assert all(r[0] == "store" for r in rows)
+    by_label = {r[1].strip(): r for r in rows}
+    sensor = next(r for label, r in by_label.items() if label.startswith("sensor_stats"))
+    assert sensor[2:] == ("412 (398-456, n=5)", "target < 1,000 ms", "met")
+    latest = next(r for label, r in by_label.items() if label.startswith("latest_reading"))
+    assert latest[3:] == ("-", "-")
+    find = next(r for label, r in by_label.items() if label.startswith("find"))
+    assert "server not answering" in find[2]
+    group = next(r for label, r in by_label.items() if label.startswith("unbounded"))
+    assert group[2] == "failed in 3.2 s, ping after: yes" and group[4] == "met"
+    assert any("memory budget" in r[1] for r in rows)
+    rss = next(r for label, r in by_label.items() if label.startswith("server RSS"))
+    assert rss[2:] == ("990 / 950", "heap 768 + overhead 256", "met")
+    ratio = next(r for label, r in by_label.items() if "with ÷ without" in label)
+    assert ratio[3:] == ("target >= 0.8", "missed")
+
+
+def test_the_store_part_joins_the_summary_table():
+    assert any(r[0] == "store" for r in summary_rows({**RESULT, "store": STORE}))
