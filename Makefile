@@ -25,7 +25,8 @@ help:
 	@echo "make status   services and health checks;  make logs: follow every log;  make down: stop"
 	@echo "make mongosh  a MongoDB shell on the pipeline's database"
 	@echo "make lint     ruff;  make lock: re-resolve requirements.lock from requirements.in"
-	@echo "make bench    consumer, producer, end-to-end and events-API figures vs their ceilings"
+	@echo "make bench    consumer, producer, end-to-end, events-API and store-at-scale figures"
+	@echo "              (sizes: make bench BENCH_ARGS=\"--store-docs 200000\"; see bench/run.py --help)"
 
 install: $(STAMP_VENV) $(STAMP_KAFKA) $(STAMP_MONGO) $(STAMP_SH) $(CHROMIUM) $(POSTGRES)
 
@@ -104,9 +105,11 @@ lock:
 	$(VENV)/bin/uv pip compile -q requirements.in --python-version 3.11 -o requirements.lock
 
 # Every benchmark on the running (dev) stack, each figure against its ceiling measured in the same
-# run: writes bench/results/latest.json and latest.png and prints the table (bench/run.py).
+# run or its target: writes bench/results/latest.json and latest.png and prints the table
+# (bench/run.py). BENCH_ARGS passes sizes, e.g. BENCH_ARGS="--store-docs 200000".
+BENCH_ARGS ?=
 bench: up
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean: down
 	rm -rf .run
