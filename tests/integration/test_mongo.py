@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from pymongo import ASCENDING, MongoClient, UpdateOne
+from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -121,3 +121,19 @@ def test_mongosh_runs_a_script_against_the_stack(live_stack: Settings, mongo_db:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"total": 5}
+
+
+def test_find_one_and_update_finds_the_document_it_upserted(mongo_db: Database) -> None:
+    for n in range(1, 4):
+        doc = mongo_db.checks.find_one_and_update(
+            {"_id": "c|run|1"},
+            {"$set": {"ok": n % 2 == 0}, "$inc": {"failures": 1}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert doc == {"_id": "c|run|1", "ok": n % 2 == 0, "failures": n}
+    latest = mongo_db.checks.find_one_and_update(
+        {"failures": {"$gte": 1}}, {"$set": {"seen": True}}, sort=[("failures", -1)]
+    )
+    assert latest is not None and latest["failures"] == 3
+    assert mongo_db.checks.count_documents({}) == 1

@@ -300,7 +300,12 @@ final class HeadwaterCollection extends H2Collection {
         Document selector = queryParameters.getQuerySelector();
         Document query = selector;
         Document orderBy = null;
-        if (selector.containsKey("$query")) {
+        // The library's own callers (findAndModify) wrap the filter as {query, orderby}; legacy
+        // OP_QUERY clients as {$query, $orderby}. Same reading as the library's handleQuery.
+        if (selector.containsKey("query")) {
+            query = (Document) selector.get("query");
+            orderBy = (Document) selector.get("orderby");
+        } else if (selector.containsKey("$query")) {
             query = (Document) selector.get("$query");
             orderBy = (Document) selector.get("$orderby");
         }
