@@ -10,7 +10,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from consumer.messages import InboundMessage
 from consumer.messages import TopicPartition as TP
-from consumer.status import OFFSET_INVALID, PartitionOffsets
+from headwater.offsets import OFFSET_INVALID, PartitionOffsets
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from consumer.pipeline import WritePlan
-from consumer.status import ConsumerState, partition_lag
+from consumer.status import ConsumerState
+from headwater.offsets import partition_lag
 
 
 class ConsumerMetrics:

@@ -31,12 +31,12 @@ from consumer.pipeline import (
 from consumer.records import to_millis
 from consumer.status import (
     ConsumerState,
-    PartitionOffsets,
     backoff_delay,
     health_verdict,
     heartbeat_document,
     status_id,
 )
+from headwater.offsets import PartitionOffsets
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from consumer.status import PartitionOffsets, partition_lag
 from headwater.kafka_admin import PartitionState
+from headwater.offsets import PartitionOffsets, partition_lag
 
 HealthResult = dict[str, Any]
 

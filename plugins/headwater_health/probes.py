@@ -19,11 +19,11 @@ from pymongo import ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from consumer.status import PartitionOffsets
 from headwater import health_checks as hc
 from headwater import kafka_admin
 from headwater.contracts import Collections
 from headwater.kafka_admin import cluster_brokers, partition_states
+from headwater.offsets import PartitionOffsets
 from headwater.reconcile import STORED_IN
 from headwater.settings import Settings
 from headwater.sources import load_sources, pipeline_topics

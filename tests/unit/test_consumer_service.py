@@ -16,7 +16,8 @@ from consumer.metrics import ConsumerMetrics
 from consumer.mongo_store import StoreUnavailable
 from consumer.pipeline import PipelineContext, WritePlan, sources_by_topic
 from consumer.service import ConsumerService
-from consumer.status import OFFSET_INVALID, ConsumerState, PartitionOffsets
+from consumer.status import ConsumerState
+from headwater.offsets import OFFSET_INVALID, PartitionOffsets
 from headwater.sources import load_sources
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)

@@ -7,15 +7,13 @@ from datetime import UTC, datetime
 import pytest
 
 from consumer.status import (
-    OFFSET_INVALID,
     ConsumerState,
-    PartitionOffsets,
     backoff_delay,
     health_verdict,
     heartbeat_document,
-    partition_lag,
     status_id,
 )
+from headwater.offsets import OFFSET_INVALID, PartitionOffsets, partition_lag
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

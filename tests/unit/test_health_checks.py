@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from consumer.status import OFFSET_INVALID, PartitionOffsets
 from headwater.health_checks import (
     ALL_CHECKS,
     CHECK_BROKERS,
@@ -20,6 +19,7 @@ from headwater.health_checks import (
     freshness_bound_s,
 )
 from headwater.kafka_admin import PartitionState
+from headwater.offsets import OFFSET_INVALID, PartitionOffsets
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 B1, B2 = "127.0.0.1:9092", "127.0.0.1:9094"
