@@ -19,6 +19,7 @@ from pymongo.errors import PyMongoError
 from store_queries import short_error
 
 from headwater.settings import Settings
+from infra.health import check_mongo
 from infra.stack import program_pid
 
 log = logging.getLogger("bench.store")
@@ -33,18 +34,7 @@ BYTES_PER_MIB = 1024 * 1024
 
 def server_answers(settings: Settings) -> bool:
     """Whether the server answers ping within the stack's ping bound (a fresh connection)."""
-    timeout_ms = int(settings.mongo.ping_timeout_s * 1000)
-    try:
-        with MongoClient(
-            settings.mongo.uri,
-            serverSelectionTimeoutMS=timeout_ms,
-            connectTimeoutMS=timeout_ms,
-            socketTimeoutMS=timeout_ms,
-        ) as client:
-            client.admin.command("ping")
-        return True
-    except PyMongoError:
-        return False
+    return check_mongo(settings).ok
 
 
 def wait_for_server(settings: Settings, max_wait_s: float) -> float | None:

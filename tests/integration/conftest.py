@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 import uuid
 from collections.abc import Iterator
+from types import ModuleType
 
 import pytest
 
 from headwater.kafka_admin import admin_client, delete_topics, ensure_topics
-from headwater.settings import Settings, get_settings
+from headwater.settings import REPO_ROOT, Settings, get_settings
 from infra import stack
 from infra.health import check_all
 
@@ -40,3 +43,12 @@ def topic(live_stack: Settings, unique_name: str) -> Iterator[str]:
     ensure_topics(admin, [unique_name], k.partitions, k.replication_factor)
     yield unique_name
     delete_topics(admin, [unique_name])
+
+
+@pytest.fixture(scope="module")
+def probes() -> ModuleType:
+    """The health plugin's probes, imported the way Airflow does: the plugins folder on sys.path."""
+    plugins = str(REPO_ROOT / "plugins")
+    if plugins not in sys.path:
+        sys.path.insert(0, plugins)
+    return importlib.import_module("headwater_health.probes")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -39,15 +38,6 @@ run = dag.test()
 states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 print(json.dumps({"state": str(run.state), "run_id": run.run_id, "tasks": states}))
 """
-
-
-@pytest.fixture(scope="module")
-def probes() -> ModuleType:
-    """The plugin's probes, imported the way Airflow does: the plugins folder on sys.path."""
-    plugins = str(REPO_ROOT / "plugins")
-    if plugins not in sys.path:
-        sys.path.insert(0, plugins)
-    return importlib.import_module("headwater_health.probes")
 
 
 @pytest.fixture

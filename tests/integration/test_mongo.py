@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError
 
 from headwater.settings import REPO_ROOT, Settings
 from infra import stack
+from tests.integration.mongo_helpers import wait_for_ping
 
 
 @pytest.fixture
@@ -67,20 +67,6 @@ def test_aggregation_match_group_sum_sort(mongo_db: Database) -> None:
     assert rows == [{"_id": "temp", "total": 8, "n": 4}, {"_id": "hum", "total": 3, "n": 3}]
 
 
-def _wait_for_ping(settings: Settings, timeout_s: float = 60) -> MongoClient:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        client: MongoClient = MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=2000)
-        try:
-            client.admin.command("ping")
-            return client
-        except PyMongoError:
-            client.close()
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
 def test_acknowledged_writes_survive_sigkill_of_the_server(
     live_stack: Settings, mongo_db: Database
 ) -> None:
@@ -94,7 +80,7 @@ def test_acknowledged_writes_survive_sigkill_of_the_server(
 
     killed = stack.kill_program(live_stack, "mongo", hold_down=False)  # crash; supervisor restarts
     assert not stack.alive(killed)
-    client = _wait_for_ping(live_stack)
+    client = wait_for_ping(live_stack)
     try:
         assert stack.program_pid(live_stack, "mongo") != killed
         coll = client[mongo_db.name].durable

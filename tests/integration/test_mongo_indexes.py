@@ -26,6 +26,7 @@ from pymongo.errors import PyMongoError
 
 from headwater.settings import Settings
 from infra import stack, supervisor
+from tests.integration.mongo_helpers import wait_for_ping
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -153,20 +154,6 @@ def _assert_same(
         assert coll.count_documents(query) == len(scanned), query
 
 
-def _ping_client(settings_: Settings, timeout_s: float = 120) -> MongoClient:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        client: MongoClient = MongoClient(settings_.mongo.uri, serverSelectionTimeoutMS=2000)
-        try:
-            client.admin.command("ping")
-            return client
-        except PyMongoError:
-            client.close()
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def indexed(live_stack: Settings) -> Iterator[tuple[Settings, str]]:
     """A database with `docs` (every index) and `twin` (only _id), holding the same documents."""
@@ -182,7 +169,7 @@ def indexed(live_stack: Settings) -> Iterator[tuple[Settings, str]]:
     db.docs.insert_many(docs)
     db.twin.insert_many(docs)
     yield live_stack, name
-    with _ping_client(live_stack) as c:
+    with wait_for_ping(live_stack) as c:
         c.drop_database(name)
     client.close()
 
@@ -249,7 +236,7 @@ def test_indexes_still_agree_after_a_restart_and_after_sigkill_mid_write(
     # 1. Clean restart: the indexes reopen from disk.
     supervisor.rpc(settings_, timeout_s=120).supervisor.stopProcess("mongo", True)
     stack.start_program(settings_, "mongo")
-    with _ping_client(settings_) as client:
+    with wait_for_ping(settings_) as client:
         db = client[name]
         for query, sort, limit in checks:
             _assert_same(db.docs, db.twin, query, sort, limit)
@@ -284,7 +271,7 @@ def test_indexes_still_agree_after_a_restart_and_after_sigkill_mid_write(
     for w in writers:
         w.start()
     deadline = time.monotonic() + 60
-    with _ping_client(settings_) as c:
+    with wait_for_ping(settings_) as c:
         before = c[name].docs.estimated_document_count()
         while c[name].docs.estimated_document_count() < before + 20 and time.monotonic() < deadline:
             time.sleep(0.2)  # let the writers get going: the kill must land mid-write
@@ -293,7 +280,7 @@ def test_indexes_still_agree_after_a_restart_and_after_sigkill_mid_write(
     for w in writers:
         w.join(timeout=60)
     assert errors, "the writers should have seen the server go away"
-    with _ping_client(settings_) as client:
+    with wait_for_ping(settings_) as client:
         db = client[name]
         for query, sort, limit in checks:
             _assert_same(db.docs, None, query, sort, limit)

@@ -3,10 +3,8 @@ stack's watchdog, and the consumer lands a stream produced across the outage exa
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 from pymongo import MongoClient
 
 from headwater.health_checks import CHECK_MONGO
-from headwater.settings import REPO_ROOT, Settings
+from headwater.settings import Settings
 from infra import stack, supervisor
 from infra.health import check_mongo
 from tests.integration.test_consumer_chaos import device_records, expected_split, quick_total
@@ -40,15 +38,6 @@ CHUNK_SECONDS = 25  # 8 simulated devices x 25 s = 200 records a chunk, one chun
 CHUNKS = 60
 # The last chunks wait until the server is back, so the stream spans the whole outage.
 AFTER_RECOVERY = 15
-
-
-@pytest.fixture(scope="module")
-def probes() -> ModuleType:
-    """The health plugin's probes, imported the way Airflow does: the plugins folder on sys.path."""
-    plugins = str(REPO_ROOT / "plugins")
-    if plugins not in sys.path:
-        sys.path.insert(0, plugins)
-    return importlib.import_module("headwater_health.probes")
 
 
 def watchdog_log(settings: Settings) -> str:
