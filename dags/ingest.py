@@ -6,7 +6,8 @@ runs only the latest interval, and past ones are filled deliberately with a back
 never floods the cluster unasked. `pull_and_produce` returns (pulled, produced, bytes, seconds,
 window) as its XCom, visible in the UI; `reconcile` then waits (bounded) until MongoDB holds the
 window and fails the run, with the numbers in its log, unless pulled == produced == stored +
-rejected.
+rejected. A source that refuses the request (a 4xx other than 429) or answers something that is
+not a page fails `pull_and_produce` at once with the source's answer, without retries.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from airflow.sdk import DAG, dag, get_current_context, task
 from airflow.timetables.interval import DeltaDataIntervalTimetable
 
+from headwater.airflow_errors import fail_without_retry
 from headwater.dag_defaults import START, default_args, window_params
 from headwater.sources import Source, load_sources
 
@@ -45,16 +47,20 @@ def build_ingest_dag(source: Source) -> DAG:
     def ingest() -> None:
         @task(task_id="pull_and_produce")
         def pull_and_produce() -> dict[str, Any]:
+            from producer.pull import SourceError
             from producer.service import ingest_run
 
             context = get_current_context()
-            return ingest_run(
-                source.name,
-                context.get("data_interval_start"),
-                context.get("data_interval_end"),
-                dict(context["params"]),
-                context["run_id"],
-            )
+            # A 4xx (other than 429) or a malformed answer fails the task at once: retrying asks
+            # the same question again. 5xx, timeouts and 429 keep the retries of default_args.
+            with fail_without_retry(SourceError):
+                return ingest_run(
+                    source.name,
+                    context.get("data_interval_start"),
+                    context.get("data_interval_end"),
+                    dict(context["params"]),
+                    context["run_id"],
+                )
 
         @task(task_id="reconcile")
         def reconcile(ingested: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from headwater.settings import get_settings
+from headwater.sources import load_sources
 from producer.standin import devices, files, health
 from producer.standin.datafiles import DataFileUnavailable
 from producer.standin.query import BadParameter
@@ -18,12 +19,18 @@ log = logging.getLogger(__name__)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Build the stand-in app; test_config overrides DATA_DIR, PAGE_SIZE, MAX_PAGE_SIZE, ..."""
+    """Build the stand-in app; test_config overrides DATA_DIR, EXTRA_DATA_DIR, PAGE_SIZE, ...
+
+    LOAD_SOURCES is the zero-argument function that returns the declared sources (name -> Source);
+    each file route is windowed by the event-time field its source declares.
+    """
     _ensure_logging()
     app = Flask(__name__)
     svc = get_settings().services
     app.config.from_mapping(
         DATA_DIR=svc.standin_data_dir,
+        EXTRA_DATA_DIR=svc.standin_extra_data_dir,
+        LOAD_SOURCES=load_sources,
         PAGE_SIZE=svc.page_size,
         MAX_PAGE_SIZE=svc.max_page_size,
         SIMULATOR_DEVICES=svc.simulator_devices,
@@ -42,8 +49,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
     log.info(
-        "standin ready data_dir=%s page_size=%s max_page_size=%s devices=%s",
+        "standin ready data_dir=%s extra_data_dir=%s page_size=%s max_page_size=%s devices=%s",
         app.config["DATA_DIR"],
+        app.config["EXTRA_DATA_DIR"],
         app.config["PAGE_SIZE"],
         app.config["MAX_PAGE_SIZE"],
         app.config["SIMULATOR_DEVICES"],

@@ -25,7 +25,9 @@ def serve_file(route: str) -> Response:
     page_request = parse_file_request(route, request.args, standin.limits)
     if datafile.time_field is None and page_request.window.bounded:
         field = "since" if page_request.window.since_us is not None else "until"
-        raise BadParameter.one(field, f"/{route} has no event-time field to window on")
+        raise BadParameter.one(
+            field, f"/{route} has no event-time field to window on: {datafile.unwindowed_reason}"
+        )
     page = file_page(datafile.keys, page_request.window, page_request.after, page_request.limit)
     records = datafile.records[page.start : page.end]
     next_cursor = None

@@ -15,6 +15,7 @@ from typing import Any
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROS = 1_000_000
+MICROS_PER_MS = 1_000
 MIN_US = (datetime(1, 1, 2, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
 MAX_US = (datetime(9999, 12, 30, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
 MAX_DEVICES = 1000
@@ -88,11 +89,11 @@ def format_us(us: int | None) -> str:
     return text.replace("+00:00", "Z")
 
 
-def epoch_number_to_us(value: int | float | Decimal | str) -> int:
-    """Epoch seconds (number or numeric text) as epoch microseconds, exactly for decimal text."""
+def epoch_number_to_us(value: int | float | Decimal | str, unit_us: int = MICROS) -> int:
+    """Epoch seconds (or units of `unit_us` microseconds) as epoch microseconds, exactly."""
     # repr() of a float is its shortest exact decimal, so 1624377478.1 does not become ...0999.
     text = repr(value) if isinstance(value, float) else str(value)
-    return int((Decimal(text) * MICROS).to_integral_value())
+    return int((Decimal(text) * unit_us).to_integral_value())
 
 
 def parse_instant(field: str, text: str) -> int:

@@ -1,4 +1,4 @@
-"""What the stand-in's views share: its config, checked once, and the data folder's catalog."""
+"""What the stand-in's views share: its config, checked once, and the data folders' catalog."""
 
 from __future__ import annotations
 
@@ -35,13 +35,19 @@ def build_state(config: dict[str, Any]) -> Standin:
     data_dir = Path(config["DATA_DIR"])
     if not data_dir.is_dir():
         raise ValueError(f"DATA_DIR {data_dir} is not a directory")
+    # Unlike DATA_DIR it may not exist yet: a missing folder serves nothing until it is created.
+    extra = config.get("EXTRA_DATA_DIR")
+    extra_dir = None if extra is None else Path(extra)
     maximum, default = int(config["MAX_PAGE_SIZE"]), int(config["PAGE_SIZE"])
     if maximum < 1 or not 1 <= default <= maximum:
         raise ValueError(f"need 1 <= PAGE_SIZE ({default}) <= MAX_PAGE_SIZE ({maximum})")
     devices = int(config["SIMULATOR_DEVICES"])
     if not 1 <= devices <= MAX_DEVICES:
         raise ValueError(f"SIMULATOR_DEVICES must be 1..{MAX_DEVICES}, got {devices}")
-    return Standin(Catalog(data_dir, RESERVED_ROUTES), Limits(default, maximum), devices)
+    catalog = Catalog(
+        data_dir, RESERVED_ROUTES, load_sources=config["LOAD_SOURCES"], extra_dir=extra_dir
+    )
+    return Standin(catalog, Limits(default, maximum), devices)
 
 
 def get_standin() -> Standin:

@@ -26,6 +26,7 @@ GUNICORN = Path(sys.executable).parent / "gunicorn"
 class Server:
     url: str
     data_dir: Path
+    extra_dir: Path
     process: subprocess.Popen[bytes]
 
 
@@ -34,7 +35,12 @@ def server(tmp_path: Path) -> Iterator[Server]:
     data_dir = shutil.copytree(COMMITTED_DATA, tmp_path / "data")
     port = free_port()
     log_path = tmp_path / "gunicorn.log"
-    env = {**os.environ, "HEADWATER_STANDIN_DATA_DIR": str(data_dir)}
+    extra_dir = tmp_path / "extra"  # created by the test that needs it
+    env = {
+        **os.environ,
+        "HEADWATER_STANDIN_DATA_DIR": str(data_dir),
+        "HEADWATER_STANDIN_EXTRA_DATA_DIR": str(extra_dir),
+    }
     argv = [
         str(GUNICORN),
         "-b",
@@ -51,7 +57,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         process = subprocess.Popen(
             argv, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
         )
-    running = Server(f"http://127.0.0.1:{port}", data_dir, process)
+    running = Server(f"http://127.0.0.1:{port}", data_dir, extra_dir, process)
     try:
         wait_healthy(running.url, process, log_path, "stand-in")
         yield running
@@ -96,6 +102,22 @@ def test_a_file_copied_in_while_running_becomes_a_route(server: Server) -> None:
         body = get_json(f"{server.url}/late-metrics", since=1_624_320_000, until=1_624_320_300)
         assert body["count"] == 20 and body["next_cursor"] is None
     assert "/late-metrics" in get_json(f"{server.url}/healthz")["routes"]
+
+
+def test_the_extra_folder_is_served_once_created_and_never_shadows_the_data_folder(
+    server: Server,
+) -> None:
+    assert requests.get(f"{server.url}/extra-metrics", timeout=10).status_code == 404
+    server.extra_dir.mkdir()
+    shutil.copy(server.data_dir / "machine-metrics.jsonl", server.extra_dir / "extra-metrics.jsonl")
+    (server.extra_dir / "machine-metrics.jsonl").write_text('{"id": 99, "time": 1624320000}\n')
+    window = {"since": 1_624_320_000, "until": 1_624_320_300}
+    # Several requests so that both workers (each with its own catalog) answer at least once.
+    for _ in range(6):
+        assert get_json(f"{server.url}/extra-metrics", **window)["count"] == 20
+        assert get_json(f"{server.url}/machine-metrics", **window)["count"] == 20
+    routes = get_json(f"{server.url}/healthz")["routes"]
+    assert "/extra-metrics" in routes and routes.count("/machine-metrics") == 1
 
 
 def test_errors_over_http_are_json(server: Server) -> None:

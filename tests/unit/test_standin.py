@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -13,10 +14,18 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from headwater.sources import Source
 from producer.simulator import readings
 from producer.standin import generate_data
 from producer.standin.app import create_app
-from producer.standin.datafiles import detect_time_field, event_time_us, parse_records
+from producer.standin.datafiles import (
+    TIME_FIELDS,
+    declarations,
+    declared_time_us,
+    detect_time_field,
+    event_time_us,
+    parse_records,
+)
 from producer.standin.paging import (
     decode_cursor,
     device_page,
@@ -54,6 +63,37 @@ MATCHES = {
 }
 
 
+# Declared as scanned_at; `ts` is a decoy that guessing would pick (and order by, differently).
+SCANS = [
+    {"scan_id": "s3", "scanned_at": "2024-03-01T10:00:03Z", "ts": "2024-01-01T00:00:01Z"},
+    {"scan_id": "s1", "scanned_at": "2024-03-01T10:00:01Z", "ts": "2024-01-01T00:00:03Z"},
+    {"scan_id": "s4", "scanned_at": "2024-03-01T11:00:04+01:00"},  # 10:00:04Z
+    {"scan_id": "s2", "scanned_at": "2024-03-01T10:00:02Z", "ts": "2024-01-01T00:00:02Z"},
+    {"scan_id": "s5", "scanned_at": "2024-03-01T10:00:05Z"},
+]
+
+
+def declared(
+    route: str, field: str, fmt: str = "iso8601", base_url: str = "{external_api_url}"
+) -> Source:
+    """A source that declares `route`'s event time (the stand-in reads nothing else of it)."""
+    name = route.strip("/")
+    # model_construct: only the route and the event time matter here; the rest of a declaration
+    # (contracts, collection, ...) is validated in test_sources, not by the stand-in.
+    return Source.model_construct(
+        name=name,
+        base_url=base_url,
+        route=route,
+        key_fields=("scan_id",),
+        event_time_field=field,
+        event_time_format=fmt,
+        topic=name,
+    )
+
+
+PARCEL_SCANS = declared("/parcel-scans", "scanned_at")
+
+
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
@@ -70,9 +110,28 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def app(data_dir: Path) -> Flask:
+def extra_dir(tmp_path: Path) -> Path:
+    """The second data folder; not created: a test that needs it makes it."""
+    return tmp_path / "extra"
+
+
+@pytest.fixture
+def sources() -> dict[str, Source]:
+    """The declared sources the app sees; a test may change them while the app runs."""
+    return {PARCEL_SCANS.name: PARCEL_SCANS}
+
+
+@pytest.fixture
+def app(data_dir: Path, extra_dir: Path, sources: dict[str, Source]) -> Flask:
     return create_app(
-        {"DATA_DIR": data_dir, "PAGE_SIZE": 4, "MAX_PAGE_SIZE": 50, "SIMULATOR_DEVICES": 3}
+        {
+            "DATA_DIR": data_dir,
+            "EXTRA_DATA_DIR": extra_dir,
+            "LOAD_SOURCES": lambda: sources,
+            "PAGE_SIZE": 4,
+            "MAX_PAGE_SIZE": 50,
+            "SIMULATOR_DEVICES": 3,
+        }
     )
 
 
@@ -315,6 +374,180 @@ def test_windows_on_a_file_without_event_times_are_refused(
     write_jsonl(data_dir / "plain.jsonl", [{"n": 2}, {"n": 1}])
     assert get_ok(client, "/plain")["records"] == [{"n": 2}, {"n": 1}]
     assert bad_fields(client, "/plain", since=T0) == ["since"]
+    guessed = ", ".join(repr(name) for name in TIME_FIELDS)
+    assert problem(client, "/plain", until=T0) == (
+        f"/plain has no event-time field to window on: records have none of {guessed}"
+    )
+
+
+# ---- declared event-time fields ------------------------------------------------------------------
+
+
+def problem(client: FlaskClient, url: str, **params: Any) -> str:
+    """The one problem of a 400."""
+    response = client.get(url, query_string=params)
+    assert response.status_code == 400, response.get_json()
+    [detail] = response.get_json()["details"]
+    return str(detail["problem"])
+
+
+def scan_ids(records: list[dict[str, Any]]) -> list[str]:
+    return [r["scan_id"] for r in records]
+
+
+def test_a_declared_non_standard_field_orders_and_windows_exactly(
+    client: FlaskClient, data_dir: Path
+) -> None:
+    write_jsonl(data_dir / "parcel-scans.jsonl", SCANS)
+    assert scan_ids(get_ok(client, "/parcel-scans", limit=50)["records"]) == [
+        "s1",
+        "s2",
+        "s3",
+        "s4",
+        "s5",
+    ]
+    # since inclusive, until exclusive: 10:00:04Z (written +01:00) is left out.
+    body = get_ok(
+        client, "/parcel-scans", since="2024-03-01T10:00:02Z", until="2024-03-01T10:00:04Z"
+    )
+    assert scan_ids(body["records"]) == ["s2", "s3"] and body["next_cursor"] is None
+    for limit in (1, 2, 3):
+        window = {"since": "2024-03-01T10:00:01Z", "until": "2024-03-01T10:00:05Z"}
+        assert scan_ids(walk(client, "/parcel-scans", limit=limit, **window)) == [
+            "s1",
+            "s2",
+            "s3",
+            "s4",
+        ]
+
+
+def test_a_declared_epoch_ms_field_is_read_as_milliseconds(
+    client: FlaskClient, data_dir: Path, sources: dict[str, Source]
+) -> None:
+    sources["pings"] = declared("/pings", "at_ms", "epoch_ms")
+    ms = T0 * 1000
+    offsets = [1000, 250, 0, 999, 1001]
+    write_jsonl(data_dir / "pings.jsonl", [{"scan_id": o, "at_ms": ms + o} for o in offsets])
+    body = get_ok(client, "/pings", since=f"{T0}.25", until=T0 + 1)
+    assert scan_ids(body["records"]) == [250, 999]
+    assert scan_ids(walk(client, "/pings", since=T0, limit=2)) == [0, 250, 999, 1000, 1001]
+
+
+def test_a_declared_date_field_at_a_dotted_path_is_midnight_utc(
+    client: FlaskClient, data_dir: Path, sources: dict[str, Source]
+) -> None:
+    sources["deliveries"] = declared("/deliveries", "shipment.day", "date")
+    days = ["2025-08-17", "2025-08-16", "2025-08-18"]
+    write_jsonl(
+        data_dir / "deliveries.jsonl", [{"scan_id": d, "shipment": {"day": d}} for d in days]
+    )
+    body = get_ok(client, "/deliveries", since="2025-08-16T00:00:00Z", until="2025-08-18")
+    assert scan_ids(body["records"]) == ["2025-08-16", "2025-08-17"]
+
+
+def test_a_declared_field_no_record_has_refuses_windows_naming_it(
+    client: FlaskClient, data_dir: Path
+) -> None:
+    write_jsonl(data_dir / "parcel-scans.jsonl", [{"scan_id": "b", "ts": 2}, {"scan_id": "a"}])
+    assert problem(client, "/parcel-scans", since="2024-03-01T10:00:00Z") == (
+        "/parcel-scans has no event-time field to window on: records have no 'scanned_at'"
+    )
+    # Unwindowed, the records are still served, in file order.
+    assert scan_ids(get_ok(client, "/parcel-scans")["records"]) == ["b", "a"]
+
+
+def test_a_declared_format_no_record_matches_refuses_windows_naming_it(
+    client: FlaskClient, data_dir: Path, sources: dict[str, Source]
+) -> None:
+    sources["parcel-scans"] = declared("/parcel-scans", "scanned_at", "epoch_ms")
+    write_jsonl(data_dir / "parcel-scans.jsonl", SCANS)
+    assert problem(client, "/parcel-scans", until=T0) == (
+        "/parcel-scans has no event-time field to window on: "
+        "no record's 'scanned_at' reads as epoch_ms"
+    )
+
+
+def test_an_empty_declared_file_is_an_empty_window(client: FlaskClient, data_dir: Path) -> None:
+    (data_dir / "parcel-scans.jsonl").write_text("")
+    body = get_ok(client, "/parcel-scans", since="2024-03-01T10:00:00Z")
+    assert body == {"records": [], "count": 0, "next_cursor": None}
+
+
+def test_a_changed_declaration_reorders_the_cached_file(
+    client: FlaskClient, data_dir: Path, sources: dict[str, Source]
+) -> None:
+    write_jsonl(data_dir / "parcel-scans.jsonl", SCANS)
+    assert scan_ids(get_ok(client, "/parcel-scans")["records"])[:2] == ["s1", "s2"]
+    sources["parcel-scans"] = declared("/parcel-scans", "ts")
+    # By ts now; the records without one are left out.
+    assert scan_ids(get_ok(client, "/parcel-scans")["records"]) == ["s3", "s2", "s1"]
+
+
+def test_only_sources_on_the_standin_declare_its_routes(
+    client: FlaskClient, data_dir: Path, sources: dict[str, Source]
+) -> None:
+    sources["parcel-scans"] = declared("/parcel-scans", "scanned_at", base_url="{flask_url}")
+    write_jsonl(data_dir / "parcel-scans.jsonl", SCANS)
+    # Not declared here: guessed, by the decoy ts.
+    assert scan_ids(get_ok(client, "/parcel-scans")["records"]) == ["s3", "s2", "s1"]
+
+
+def test_the_load_log_says_where_the_time_field_came_from(
+    client: FlaskClient, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_jsonl(data_dir / "parcel-scans.jsonl", SCANS)
+    with caplog.at_level(logging.INFO, logger="producer.standin.datafiles"):
+        get_ok(client, "/parcel-scans")
+        get_ok(client, "/metrics")
+    loaded = [r.getMessage() for r in caplog.records if "data file loaded" in r.getMessage()]
+    assert any(
+        "route=/parcel-scans" in line
+        and "time_field=scanned_at time_field_from=declared source=parcel-scans" in line
+        for line in loaded
+    ), loaded
+    assert any(
+        "route=/metrics" in line and "time_field=time time_field_from=detected" in line
+        for line in loaded
+    ), loaded
+
+
+def test_unreadable_sources_are_503_not_a_guess(data_dir: Path) -> None:
+    def broken() -> dict[str, Source]:
+        raise ValueError("sources.yaml: line 3: mapping values are not allowed here")
+
+    client = create_app({"DATA_DIR": data_dir, "LOAD_SOURCES": broken}).test_client()
+    response = client.get("/metrics")
+    assert response.status_code == 503
+    assert "sources unreadable" in response.get_json()["detail"]
+
+
+# ---- the extra data folder -----------------------------------------------------------------------
+
+
+def test_files_in_the_extra_folder_are_routes_once_it_exists(
+    client: FlaskClient, extra_dir: Path
+) -> None:
+    assert client.get("/parcel-scans").status_code == 404
+    extra_dir.mkdir()
+    write_jsonl(extra_dir / "parcel-scans.jsonl", SCANS)
+    assert "/parcel-scans" in get_ok(client, "/healthz")["routes"]
+    body = get_ok(client, "/parcel-scans", since="2024-03-01T10:00:04Z")
+    assert scan_ids(body["records"]) == ["s4", "s5"]
+    (extra_dir / "parcel-scans.jsonl").unlink()
+    assert client.get("/parcel-scans").status_code == 404
+
+
+def test_a_name_in_both_folders_is_served_from_the_main_one_and_warned_once(
+    client: FlaskClient, extra_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    extra_dir.mkdir()
+    write_jsonl(extra_dir / "metrics.jsonl", [{"id": 99, "time": T0}])
+    with caplog.at_level(logging.WARNING, logger="producer.standin.datafiles"):
+        for _ in range(3):
+            assert get_ok(client, "/metrics", limit=50)["count"] == len(METRICS)
+    shadowed = [r for r in caplog.records if "route /metrics is served from" in r.getMessage()]
+    assert len(shadowed) == 1, [r.getMessage() for r in caplog.records]
+    assert get_ok(client, "/healthz")["routes"].count("/metrics") == 1
 
 
 # ---- the simulator route -----------------------------------------------------------------------
@@ -430,6 +663,36 @@ def test_event_time_field_detection_and_parsing() -> None:
     assert event_time_us(True) is None and event_time_us("soon") is None
 
 
+@pytest.mark.parametrize(
+    ("value", "fmt", "us"),
+    [
+        ("2024-01-01T00:00:00Z", "iso8601", 1_704_067_200_000_000),
+        ("2024-01-01T01:00:00.5+01:00", "iso8601", 1_704_067_200_500_000),
+        ("2024-01-01", "date", 1_704_067_200_000_000),
+        (1_704_067_200, "epoch_s", 1_704_067_200_000_000),
+        (1_704_067_200.1, "epoch_s", 1_704_067_200_100_000),
+        (1_704_067_200_001, "epoch_ms", 1_704_067_200_001_000),
+        (1_704_067_200_000.5, "epoch_ms", 1_704_067_200_000_500),
+        ("1704067200", "epoch_s", None),  # the puller reads epoch formats as numbers only
+        (True, "epoch_ms", None),
+        (1_704_067_200, "iso8601", None),
+        ("soon", "date", None),
+        (None, "iso8601", None),
+    ],
+)
+def test_declared_event_times_are_read_exactly_as_declared(value: Any, fmt: Any, us: Any) -> None:
+    assert declared_time_us(value, fmt) == us
+
+
+def test_a_route_is_declared_only_by_sources_on_the_standin() -> None:
+    elsewhere = declared("/parcel-scans", "ts", base_url="{flask_url}")
+    found = declarations("parcel-scans", {"a": elsewhere, "b": PARCEL_SCANS})
+    assert [(d.source, d.time.field, d.time.format) for d in found] == [
+        ("parcel-scans", "scanned_at", "iso8601")
+    ]
+    assert declarations("other", {"b": PARCEL_SCANS}) == []
+
+
 def test_object_files_need_exactly_one_list() -> None:
     assert parse_records('{"matches": [1], "count": 1}', ".json") == ("matches", [1])
     assert parse_records("[1, 2]", ".json") == ("records", [1, 2])
@@ -483,6 +746,17 @@ def test_committed_data_serves_through_the_app() -> None:
     hour = walk(client, "/work-orders", since=1_624_320_000, until=1_624_323_600, limit=7)
     assert len(hour) == 5 * 6
     assert [r["time"] for r in hour] == sorted(r["time"] for r in hour)
+
+
+def test_committed_data_is_windowed_by_the_fields_sources_yaml_declares(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = create_app({"DATA_DIR": COMMITTED_DATA, "EXTRA_DATA_DIR": None}).test_client()
+    with caplog.at_level(logging.INFO, logger="producer.standin.datafiles"):
+        for path in sorted(COMMITTED_DATA.iterdir()):
+            get_ok(client, f"/{path.stem}", limit=1)
+    loaded = [r.getMessage() for r in caplog.records if "data file loaded" in r.getMessage()]
+    assert len(loaded) == 3 and all("time_field_from=declared" in line for line in loaded), loaded
 
 
 def test_data_dir_can_be_copied_and_served_elsewhere(tmp_path: Path) -> None:
