@@ -41,6 +41,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 from schedule import windows_in_one_interval
 
+from headwater.clients import mongo_client
 from headwater.contracts import Collections
 from headwater.settings import Settings, get_settings
 from headwater.sources import Source, format_time, get_source, record_key
@@ -138,7 +139,7 @@ class Poller:
                 ingest = doc.get("ingest") or {}
                 self.seen[doc["_id"]] = Sighting(
                     visible_at=now,
-                    ts=doc["ts"].replace(tzinfo=UTC),
+                    ts=doc["ts"],
                     run_id=ingest.get("run_id"),
                     topic=ingest.get("topic", ""),
                     partition=int(ingest.get("partition", -1)),
@@ -268,7 +269,7 @@ def measure(
     window_of = {doc_id: w for w, ids in expected.items() for doc_id in ids}
     tag = uuid.uuid4().hex[:6]
     triggered: list[dict[str, Any]] = []
-    with MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=10_000) as client:
+    with mongo_client(settings) as client:
         poller = Poller(client, settings.mongo.db, expected, poll_s)
         poller.start()
         try:

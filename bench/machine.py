@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka import libversion
 from pymongo import MongoClient
 
+from headwater.clients import redact_uri
 from headwater.settings import Settings
 
 PYTHON_PACKAGES = ("apache-airflow", "confluent-kafka", "pymongo", "flask", "gunicorn")
@@ -109,7 +110,10 @@ def describe_machine(settings: Settings, client: MongoClient | None = None) -> d
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
-    mongo: dict[str, Any] = {"uri": settings.mongo.uri, "embedded": settings.mongo.embedded}
+    mongo: dict[str, Any] = {
+        "uri": redact_uri(settings.mongo.uri),
+        "embedded": settings.mongo.embedded,
+    }
     if client is not None:
         mongo["server_version"] = client.server_info().get("version")
     return {

@@ -35,6 +35,7 @@ from typing import Any
 from measures import rate, ratio
 from perf_tool import PerfSummary, PerfToolError, parse_summary, perf_tool_command, perf_tool_props
 
+from headwater.clients import producer_config
 from headwater.kafka_admin import admin_client, delete_topics, ensure_topics
 from headwater.settings import Settings, get_settings
 from headwater.sources import Source, get_source
@@ -76,7 +77,7 @@ def measure(settings: Settings, records: int = 60_000) -> dict[str, Any]:
     until = SINCE + timedelta(seconds=-(-records // devices))
     topic = f"bench-producer-{uuid.uuid4().hex[:8]}"
     source: Source = get_source("devices").model_copy(update={"topic": topic})
-    config = settings.kafka.producer_config()
+    config = producer_config(settings)
     admin = admin_client(settings)
     ensure_topics(admin, [topic], settings.kafka.partitions, settings.kafka.replication_factor)
     java = shutil.which("java") or "java"

@@ -30,9 +30,9 @@ import producer_bench
 import store_bench
 from chart import write_chart
 from machine import cpu_busy, describe_machine, load_average
-from pymongo import MongoClient
 from report import format_table, headline, summary_rows
 
+from headwater.clients import mongo_client
 from headwater.settings import REPO_ROOT, Settings, get_settings
 
 log = logging.getLogger("bench.run")
@@ -77,7 +77,7 @@ def wait_for_quiet(max_busy: float, max_wait_s: float) -> float:
 def run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], bool]:
     """Every selected part in order; the result and whether all of them succeeded."""
     selected = [p for p in PARTS if p in (args.only or PARTS)]
-    with MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=10_000) as client:
+    with mongo_client(settings) as client:
         machine = describe_machine(settings, client)
     result: dict[str, Any] = {
         "consumer_ratio": None,

@@ -10,7 +10,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from consumer.messages import InboundMessage
 from consumer.messages import TopicPartition as TP
-from headwater.offsets import OFFSET_INVALID, PartitionOffsets
+from headwater.clients import consumer_config as consumer_config  # re-exported for bootstrap
+from headwater.kafka_admin import OFFSET_INVALID, PartitionOffsets
 
 log = logging.getLogger(__name__)
 
@@ -45,35 +46,6 @@ class RebalanceListener(Protocol):
     def on_lost(self, partitions: list[TP]) -> None: ...
 
 
-def consumer_config(
-    bootstrap_servers: str,
-    group_id: str,
-    client_id: str,
-    session_timeout_ms: int,
-    overrides: dict[str, str | int | bool] | None = None,
-) -> dict[str, str | int | bool]:
-    """librdkafka settings of a pipeline consumer: offsets move only when we say so."""
-    conf: dict[str, str | int | bool] = {
-        "bootstrap.servers": bootstrap_servers,
-        "group.id": group_id,
-        "client.id": client_id,
-        # Offsets are committed by hand, after MongoDB acknowledged the batch, never before.
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        # Only the partitions that move stop during a rebalance; the others keep flowing.
-        "partition.assignment.strategy": "cooperative-sticky",
-        # A killed member's partitions move after this long (the broker minimum is 6 s).
-        "session.timeout.ms": session_timeout_ms,
-        "heartbeat.interval.ms": max(1000, session_timeout_ms // 3),
-        "max.poll.interval.ms": 300_000,
-        "socket.timeout.ms": 10_000,
-        "log_level": 4,
-    }
-    conf.update(overrides or {})
-    return conf
-
-
 def to_inbound(msg: Message) -> InboundMessage:
     """A confluent Message as plain data."""
     kind, stamp = msg.timestamp()
@@ -104,6 +76,10 @@ class KafkaSource:
     def subscribe(self, topics: list[str], listener: RebalanceListener) -> None:
         """Join the group on `topics`; the listener hears every assignment change."""
         self._listener = listener
+        if not topics:
+            # Every declaration invalid (or none yet): read nothing until one is fixed.
+            self._consumer.unsubscribe()
+            return
         self._consumer.subscribe(
             topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
         )

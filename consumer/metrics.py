@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from consumer.pipeline import WritePlan
 from consumer.status import ConsumerState
-from headwater.offsets import partition_lag
+from headwater.kafka_admin import partition_lag
 
 
 class ConsumerMetrics:

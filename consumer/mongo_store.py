@@ -14,6 +14,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
 
 from consumer.pipeline import WritePlan
+from headwater import clients
 from headwater.contracts import Collections
 
 log = logging.getLogger(__name__)
@@ -85,13 +86,12 @@ def classify_write_errors(details: Mapping[str, Any], ids: Sequence[str]) -> Wri
 
 
 def mongo_client(uri: str, timeout_ms: int) -> MongoClient:
-    """A client that gives up on an unreachable server after timeout_ms (then we back off)."""
-    return MongoClient(
+    """The consumer's client: a server unreachable for timeout_ms fails (then we back off)."""
+    return clients.mongo_client(
         uri,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        socketTimeoutMS=max(30_000, timeout_ms),
-        tz_aware=True,
+        timeout_ms,
+        connect_timeout_ms=timeout_ms,
+        socket_timeout_ms=max(30_000, timeout_ms),
         appname="headwater-consumer",
     )
 

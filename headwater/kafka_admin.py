@@ -1,20 +1,34 @@
-"""Kafka administration: brokers in the metadata, idempotent topic creation, replica health."""
+"""Kafka administration: brokers in the metadata, idempotent topic creation, replica health,
+and a consumer group's offsets and lag.
+
+The offsets and lag are shared by the consumer (its /metrics and status document) and the health
+checks, so they live in the core rather than in either wing.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from headwater.clients import admin_config, backoff
 from headwater.settings import Settings
 
 log = logging.getLogger(__name__)
 
 # Topic-level settings every pipeline topic gets, whatever the broker defaults are.
 TOPIC_CONFIG = {"unclean.leader.election.enable": "false"}
+
+# librdkafka's "no offset" (nothing committed yet, or an offset it could not learn).
+OFFSET_INVALID = -1001
+
+# Topic admin requests: three attempts, 2 s then 4 s apart.
+ADMIN_ATTEMPTS = 3
+ADMIN_BACKOFF = backoff(2.0, 4.0)
 
 
 @dataclass(frozen=True)
@@ -38,9 +52,7 @@ class PartitionState:
 
 def admin_client(settings: Settings, **overrides: str) -> AdminClient:
     """An AdminClient on both brokers (one is enough to answer)."""
-    conf = {"bootstrap.servers": settings.kafka.bootstrap_servers, "socket.timeout.ms": 5000}
-    conf.update(overrides)
-    return AdminClient(conf)
+    return AdminClient(admin_config(settings, **overrides))
 
 
 def cluster_brokers(admin: AdminClient, timeout_s: float = 5.0) -> dict[int, str]:
@@ -68,8 +80,8 @@ def partition_states(
 
 
 @dataclass(frozen=True)
-class GroupOffsets:
-    """A consumer group's committed offset (-1 = none) and the watermarks of one partition."""
+class PartitionOffsets:
+    """A group's committed offset in one partition and its watermarks (negative = unknown)."""
 
     topic: str
     partition: int
@@ -78,9 +90,25 @@ class GroupOffsets:
     high: int
 
 
+def partition_lag(committed: int, low: int, high: int) -> int | None:
+    """Messages not yet committed: high watermark - committed offset; None when unknown.
+
+    With nothing committed (any negative offset, OFFSET_INVALID among them) the group starts at the
+    earliest retained message, so everything from the low watermark on is behind. A committed
+    offset past `high` (watermark older than the commit) is no lag, never negative.
+    """
+    if high < 0:
+        return None
+    if committed >= 0:
+        return max(0, high - committed)
+    if low >= 0:
+        return max(0, high - low)
+    return None
+
+
 def group_offsets(
     admin: AdminClient, group: str, topics: list[str], timeout_s: float = 10.0
-) -> list[GroupOffsets]:
+) -> list[PartitionOffsets]:
     """Committed offset and low/high watermarks of every partition of `topics` for `group`."""
     tps = [
         TopicPartition(s.topic, s.partition)
@@ -94,10 +122,10 @@ def group_offsets(
     low = _list_offsets(admin, tps, OffsetSpec.earliest(), timeout_s)
     high = _list_offsets(admin, tps, OffsetSpec.latest(), timeout_s)
     return [
-        GroupOffsets(
+        PartitionOffsets(
             tp.topic,
             tp.partition,
-            committed.get((tp.topic, tp.partition), -1),
+            committed.get((tp.topic, tp.partition), OFFSET_INVALID),
             low[(tp.topic, tp.partition)],
             high[(tp.topic, tp.partition)],
         )
@@ -118,8 +146,28 @@ _TRANSIENT_ADMIN_ERRORS = frozenset(
 )
 
 
-def _is_transient(exc: KafkaException) -> bool:
-    return bool(exc.args) and exc.args[0].code() in _TRANSIENT_ADMIN_ERRORS
+def _is_transient(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, KafkaException)
+        and bool(exc.args)
+        and exc.args[0].code() in _TRANSIENT_ADMIN_ERRORS
+    )
+
+
+def _admin_retrying(what: str, context: Callable[[], str] = lambda: "") -> Retrying:
+    """Retry transient admin errors ADMIN_ATTEMPTS times; then (or at once if not) re-raise."""
+
+    def note(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("%s retry attempt=%d%s error=%s", what, state.attempt_number, context(), error)
+
+    return Retrying(
+        stop=stop_after_attempt(ADMIN_ATTEMPTS),
+        wait=ADMIN_BACKOFF,
+        retry=retry_if_exception(_is_transient),
+        before_sleep=note,
+        reraise=True,
+    )
 
 
 def ensure_topics(
@@ -130,15 +178,9 @@ def ensure_topics(
     timeout_s: float = 30.0,
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the names created by this call."""
-    for attempt in range(1, 4):
-        try:
-            return _create_missing(admin, topics, partitions, replication_factor, timeout_s)
-        except KafkaException as exc:
-            if attempt == 3 or not _is_transient(exc):
-                raise
-            log.warning("topic admin retry attempt=%d error=%s", attempt, exc)
-            time.sleep(2 * attempt)
-    raise AssertionError("unreachable")
+    return _admin_retrying("topic admin")(
+        _create_missing, admin, topics, partitions, replication_factor, timeout_s
+    )
 
 
 def _create_missing(
@@ -178,20 +220,25 @@ def _create_missing(
 def delete_topics(admin: AdminClient, topics: list[str], timeout_s: float = 30.0) -> None:
     """Delete topics (tests use this to clean up what they made); missing ones are ignored."""
     pending = list(topics)
-    for attempt in range(1, 4):
-        if not pending:
-            return
-        futures = admin.delete_topics(pending, operation_timeout=timeout_s)
-        pending = []
-        for topic, future in futures.items():
-            try:
-                future.result()
-            except KafkaException as exc:
-                if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    continue
-                if attempt == 3 or not _is_transient(exc):
-                    raise
-                pending.append(topic)
+
+    def delete_pending() -> None:
+        # Each attempt deletes only what the previous one left; a transient failure retries those.
+        failed: list[str] = []
+        error: KafkaException | None = None
         if pending:
-            log.warning("topic delete retry attempt=%d topics=%s", attempt, pending)
-            time.sleep(2 * attempt)
+            futures = admin.delete_topics(pending, operation_timeout=timeout_s)
+            for topic, future in futures.items():
+                try:
+                    future.result()
+                except KafkaException as exc:
+                    if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                        continue
+                    if not _is_transient(exc):
+                        raise
+                    failed.append(topic)
+                    error = exc
+        pending[:] = failed
+        if error is not None:
+            raise error
+
+    _admin_retrying("topic delete", lambda: f" topics={pending}")(delete_pending)

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, MongoClient, ReplaceOne
+from pymongo import ASCENDING, ReplaceOne
 from pymongo.database import Database
 
+from headwater.clients import mongo_client
 from headwater.contracts import Collections
 from headwater.settings import get_settings
 from headwater.sources import ensure_utc
@@ -244,7 +245,7 @@ def rollup_run(
     since, until = run_window(interval_start, interval_end, params)
     settings = get_settings()
     started = time.monotonic()
-    client: MongoClient = MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=10_000)
+    client = mongo_client(settings)
     try:
         counts = recompute_rollups(client[settings.mongo.db], since, until)
     finally:

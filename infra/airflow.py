@@ -26,10 +26,10 @@ import urllib.request
 from contextlib import closing
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import requests
 
+from headwater.clients import airflow_connections
 from headwater.settings import REPO_ROOT, Settings
 from infra import airflow_db
 
@@ -41,7 +41,6 @@ AIRFLOW_BIN = Path(sys.executable).parent / "airflow"
 # What /api/v2/monitor/health reports; airflow_health adds "execution_api".
 HEALTH_COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
 _SECRET_NAMES = ("secret_key", "jwt_secret", "fernet_key")
-MONGO_SERVER_SELECTION_MS = 5000
 
 
 def airflow_home(settings: Settings) -> Path:
@@ -71,67 +70,6 @@ def passwords_path(settings: Settings) -> Path:
 def sql_alchemy_conn(settings: Settings) -> str:
     """The metadata DB URL: settings.airflow.sql_alchemy_conn, else the stack's PostgreSQL."""
     return settings.airflow.sql_alchemy_conn or airflow_db.db_url(settings)
-
-
-def kafka_connection(settings: Settings) -> dict[str, Any]:
-    """The `kafka_default` connection: its extra is the librdkafka client config."""
-    return {
-        "conn_type": "kafka",
-        "extra": {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            "group.id": settings.kafka.consumer_group,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        },
-    }
-
-
-def mongo_connection(settings: Settings) -> dict[str, Any]:
-    """The `mongo_default` connection, from MONGO_URI when set, else the embedded server.
-
-    The schema is always settings.mongo.db. A database in the URI's path is MongoDB's default
-    auth database, so it becomes `authSource` (unless the URI names one) instead of being lost
-    when MongoHook rebuilds the URI with the schema as its path. Query options go to `extra`, which
-    MongoHook passes to MongoClient as keyword arguments.
-    """
-    m = settings.mongo
-    # The health sensors use this connection: with MongoDB down they must fail within a poke,
-    # not after pymongo's default 30 s of server selection per call.
-    fail_fast = {"serverSelectionTimeoutMS": MONGO_SERVER_SELECTION_MS}
-    if not m.uri_override:
-        return {
-            "conn_type": "mongo",
-            "host": m.host,
-            "port": m.port,
-            "schema": m.db,
-            "extra": fail_fast,
-        }
-    parts = urlsplit(m.uri_override)
-    if parts.scheme not in ("mongodb", "mongodb+srv"):
-        raise ValueError(
-            f"MONGO_URI must start with mongodb:// or mongodb+srv://, got {parts.scheme!r}"
-        )
-    extra: dict[str, Any] = {**fail_fast, **dict(parse_qsl(parts.query))}
-    if parts.scheme == "mongodb+srv":
-        extra["srv"] = True
-    auth_db = parts.path.lstrip("/")
-    if auth_db and "authSource" not in extra:
-        extra["authSource"] = auth_db
-    hosts = parts.netloc.rpartition("@")[2]
-    conn: dict[str, Any] = {"conn_type": "mongo", "schema": m.db}
-    # A replica-set seed list ("h1:27017,h2:27017") stays whole in `host`; MongoHook copies it into
-    # the URI's netloc. A single host:port is split so `port` is what the UI shows.
-    host, sep, port = hosts.rpartition(":")
-    if "," not in hosts and sep and port.isdigit():
-        conn.update(host=host, port=int(port))
-    else:
-        conn["host"] = hosts
-    if parts.username is not None:
-        conn["login"] = unquote(parts.username)
-    if parts.password is not None:
-        conn["password"] = unquote(parts.password)
-    conn["extra"] = extra
-    return conn
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:
@@ -173,8 +111,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         ),
         # The default lists the DAG folder every 300 s: a new DAG file would take 5 minutes to show.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-        "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(kafka_connection(settings)),
-        "AIRFLOW_CONN_MONGO_DEFAULT": json.dumps(mongo_connection(settings)),
+        # kafka_default and mongo_default, for the Kafka and Mongo providers' hooks.
+        **airflow_connections(settings),
     }
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import requests
-from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from headwater.clients import mongo_client, redact_uri
 from headwater.kafka_admin import admin_client, cluster_brokers, partition_states
 from headwater.settings import Settings
 from infra import airflow_db
@@ -52,14 +52,9 @@ def check_mongo(settings: Settings, timeout_s: float | None = None) -> Check:
     try:
         # A server that accepts connections but never answers (SIGSTOPped, wedged) must fail
         # the probe within the bound: every phase of the ping is timed, not only the connect.
-        with MongoClient(
-            settings.mongo.uri,
-            serverSelectionTimeoutMS=ms,
-            connectTimeoutMS=ms,
-            socketTimeoutMS=ms,
-        ) as client:
+        with mongo_client(settings, ms, connect_timeout_ms=ms, socket_timeout_ms=ms) as client:
             client.admin.command("ping")
-        return Check("mongo", True, f"ping ok ({settings.mongo.uri})")
+        return Check("mongo", True, f"ping ok ({redact_uri(settings.mongo.uri)})")
     except PyMongoError as exc:
         return Check("mongo", False, f"{type(exc).__name__}: {exc}")
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from headwater.clients import redact_uri
 from headwater.settings import Settings, get_settings
 from infra import supervisor
 from infra.health import check_mongo
@@ -228,7 +229,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
         "watchdog started program=%s uri=%s interval_s=%s timeout_s=%s failures=%d "
         "start_grace_s=%s",
         PROGRAM,
-        m.uri,
+        redact_uri(m.uri),
         m.watchdog_interval_s,
         m.ping_timeout_s,
         m.watchdog_failures,

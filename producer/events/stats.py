@@ -25,6 +25,7 @@ from flask.blueprints import BlueprintSetupState
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from headwater.clients import mongo_client
 from headwater.contracts import Collections
 from headwater.rollups import combine_windows, is_aligned
 from headwater.settings import get_settings
@@ -66,7 +67,7 @@ class MongoRollupReader:
         self, sensor: str, device_ids: list[str] | None, start: datetime, end: datetime
     ) -> Iterator[Mapping[str, Any]]:
         if self._client is None:
-            self._client = MongoClient(self._uri, serverSelectionTimeoutMS=self._timeout_ms)
+            self._client = mongo_client(self._uri, self._timeout_ms)
         query: dict[str, Any] = {
             "window": WINDOW,
             "sensor": sensor,

@@ -6,12 +6,13 @@ import time
 
 from confluent_kafka import Consumer, Producer
 
+from headwater.clients import producer_config
 from headwater.settings import Settings
 
 
 def produce_all(settings: Settings, topic: str, records: list[tuple[str, str]]) -> list[str]:
     """Produce (key, value) pairs with the pipeline's producer config; returns the acked values."""
-    producer = Producer(settings.kafka.producer_config())
+    producer = Producer(producer_config(settings))
     acked: list[str] = []
     errors: list[str] = []
 

@@ -7,6 +7,7 @@ import time
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from headwater.clients import mongo_client
 from headwater.settings import Settings
 
 
@@ -14,7 +15,7 @@ def wait_for_ping(settings: Settings, timeout_s: float = 120) -> MongoClient:
     """A client of the stack's MongoDB once it answers ping (after a restart); caller closes it."""
     deadline = time.monotonic() + timeout_s
     while True:
-        client: MongoClient = MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=2000)
+        client = mongo_client(settings, 2000)
         try:
             client.admin.command("ping")
             return client

@@ -24,9 +24,11 @@ kafka = Connection.get("kafka_default")
 mongo = Connection.get("mongo_default")
 admin = KafkaAdminClientHook(kafka_config_id="kafka_default").get_conn
 brokers = sorted(f"{b.host}:{b.port}" for b in admin.list_topics(timeout=10).brokers.values())
-ping = MongoHook(mongo_conn_id="mongo_default").get_conn().admin.command("ping")
+client = MongoHook(mongo_conn_id="mongo_default").get_conn()
+ping = client.admin.command("ping")
 print(json.dumps({"kafka_extra": kafka.extra_dejson, "mongo_type": mongo.conn_type,
-                  "brokers": brokers, "ping": ping.get("ok")}))
+                  "brokers": brokers, "ping": ping.get("ok"),
+                  "tz_aware": client.codec_options.tz_aware}))
 """
 
 
@@ -75,3 +77,4 @@ def test_kafka_and_mongo_connections_resolve_and_work(live_stack: Settings) -> N
     )
     assert probe["mongo_type"] == "mongo"
     assert probe["ping"] == 1.0
+    assert probe["tz_aware"] is True  # like headwater.clients.mongo_client

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 from playwright.sync_api import Locator, Page, expect, sync_playwright
-from pymongo import MongoClient
 
+from headwater.clients import mongo_client
 from headwater.reconcile import count
 from headwater.settings import REPO_ROOT, Settings
 from infra.airflow import airflow_token
@@ -46,8 +46,8 @@ def _manual_runs(settings: Settings) -> list[dict]:
 
 
 def _stored(settings: Settings) -> int:
-    with MongoClient(settings.mongo.uri) as client:
-        bounds = {"$gte": SINCE.replace(tzinfo=None), "$lt": UNTIL.replace(tzinfo=None)}
+    with mongo_client(settings) as client:
+        bounds = {"$gte": SINCE, "$lt": UNTIL}
         # The count command: count_documents is a pipeline the embedded server runs in memory.
         return count(client[settings.mongo.db], "readings", {"source": "devices", "ts": bounds})
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import requests
-from pymongo import MongoClient
 
+from headwater.clients import mongo_client
 from headwater.reconcile import count
 from headwater.settings import REPO_ROOT, Settings
 from infra.airflow import airflow_token
@@ -108,13 +108,12 @@ def expected_readings(settings: Settings) -> list[dict[str, Any]]:
 
 
 def snapshot(settings: Settings) -> dict[str, Any]:
-    with MongoClient(settings.mongo.uri) as client:
+    with mongo_client(settings) as client:
         db = client[settings.mongo.db]
-        start = HOUR.replace(tzinfo=None)
-        naive = {"$gte": start, "$lt": start + timedelta(hours=1)}
-        stored = count(db, "readings", {"source": "devices", "ts": naive})
+        hour = {"$gte": HOUR, "$lt": HOUR + timedelta(hours=1)}
+        stored = count(db, "readings", {"source": "devices", "ts": hour})
         rollups = list(
-            db.readings_rollup.find({"start": naive}, {"window": 1, "count": 1, "sum": 1})
+            db.readings_rollup.find({"start": hour}, {"window": 1, "count": 1, "sum": 1})
         )
     per_window: dict[str, dict[str, float]] = {}
     for doc in rollups:

@@ -22,10 +22,10 @@ from typing import Any
 import requests
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
-from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from headwater.clients import mongo_client, producer_config
 from headwater.kafka_admin import TOPIC_CONFIG, admin_client, delete_topics
 from headwater.settings import REPO_ROOT, Settings
 from headwater.sources import get_source
@@ -89,7 +89,7 @@ def db_name(unique_name: str) -> str:
 @contextmanager
 def mongo_database(settings: Settings, name: str) -> Iterator[Database]:
     """A fresh database, dropped afterwards."""
-    client: MongoClient = MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=10_000)
+    client = mongo_client(settings)
     try:
         yield client[name]
     finally:
@@ -133,7 +133,7 @@ def produce_records(
     return produce(
         records,
         source,
-        settings.kafka.producer_config(),
+        producer_config(settings),
         since=since,
         until=since,
         run_id=run_id,
@@ -148,7 +148,7 @@ def produce_raw(
     **overrides: Any,
 ) -> None:
     """Produce (key, value, headers) exactly as given; fails unless every one is acknowledged."""
-    producer = Producer({**settings.kafka.producer_config(), **overrides})
+    producer = Producer(producer_config(settings, overrides))
     errors: list[str] = []
 
     def on_delivery(err: Any, _msg: Any) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from pymongo import MongoClient
 from pymongo.database import Database
 
+from headwater.clients import mongo_client
 from headwater.contracts import Collections
 from headwater.health_checks import (
     ALL_CHECKS,
@@ -42,7 +42,7 @@ print(json.dumps({"state": str(run.state), "run_id": run.run_id, "tasks": states
 
 @pytest.fixture
 def db(live_stack: Settings) -> Iterator[Database]:
-    with MongoClient(live_stack.mongo.uri) as client:
+    with mongo_client(live_stack) as client:
         yield client[live_stack.mongo.db]
 
 

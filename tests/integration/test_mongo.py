@@ -7,10 +7,11 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from headwater.clients import mongo_client
 from headwater.settings import REPO_ROOT, Settings
 from infra import stack
 from tests.integration.mongo_helpers import wait_for_ping
@@ -18,7 +19,7 @@ from tests.integration.mongo_helpers import wait_for_ping
 
 @pytest.fixture
 def mongo_db(live_stack: Settings, unique_name: str) -> Iterator[Database]:
-    client: MongoClient = MongoClient(live_stack.mongo.uri, serverSelectionTimeoutMS=10000)
+    client = mongo_client(live_stack)
     db = client[unique_name.replace("-", "_")]
     yield db
     client.drop_database(db.name)

@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pymongo import ASCENDING, DESCENDING, MongoClient
+from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from headwater.clients import mongo_client
 from headwater.settings import Settings
 from infra import stack, supervisor
 from tests.integration.mongo_helpers import wait_for_ping
@@ -160,7 +161,7 @@ def indexed(live_stack: Settings) -> Iterator[tuple[Settings, str]]:
     if not live_stack.mongo.embedded:
         pytest.fail("these tests restart the stack's own Mongo server; MONGO_URI points elsewhere")
     name = f"idx_{random.randrange(16**8):08x}"
-    client: MongoClient = MongoClient(live_stack.mongo.uri)
+    client = mongo_client(live_stack)
     db = client[name]
     for index_name, keys in INDEXES:
         db.docs.create_index(keys, name=index_name)
@@ -175,7 +176,7 @@ def indexed(live_stack: Settings) -> Iterator[tuple[Settings, str]]:
 
 
 def _db(settings_: Settings, name: str) -> Database:
-    return MongoClient(settings_.mongo.uri)[name]
+    return mongo_client(settings_)[name]
 
 
 def test_queries_name_the_index_that_serves_them(indexed: tuple[Settings, str]) -> None:
@@ -247,7 +248,7 @@ def test_indexes_still_agree_after_a_restart_and_after_sigkill_mid_write(
 
     def write(worker: int) -> None:
         rng = random.Random(worker)
-        with MongoClient(settings_.mongo.uri, serverSelectionTimeoutMS=2000) as c:
+        with mongo_client(settings_, 2000) as c:
             coll = c[name].docs
             i = 0
             while not stop.is_set():

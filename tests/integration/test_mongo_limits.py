@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import ExecutionTimeout, OperationFailure
 
+from headwater.clients import mongo_client
 from headwater.settings import Settings
 from infra import stack
 from tests.integration.test_chaos import Stream, assert_stream_exact, warm_up
@@ -30,7 +30,8 @@ PAYLOAD = 4096
 
 @pytest.fixture
 def db(live_stack: Settings) -> Iterator[Database]:
-    with MongoClient(live_stack.mongo.uri) as client:
+    # pymongo's default 30 s of server selection: a server busy with over-budget work is waited for.
+    with mongo_client(live_stack, 30_000) as client:
         yield client[live_stack.mongo.db]
 
 
@@ -39,7 +40,7 @@ def big(live_stack: Settings) -> Iterator[Database]:
     """A scratch database whose `blobs` hold about twice the per-operation budget."""
     if not live_stack.mongo.embedded:
         pytest.fail("this test is about the stack's own Mongo server; MONGO_URI points elsewhere")
-    client: MongoClient = MongoClient(live_stack.mongo.uri, socketTimeoutMS=300_000)
+    client = mongo_client(live_stack, 30_000, socket_timeout_ms=300_000)
     scratch = client[f"limits_{random.randrange(16**8):08x}"]
     n = 2 * (live_stack.mongo.op_memory_mib << 20) // PAYLOAD
     for start in range(0, n, 500):

@@ -5,25 +5,26 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import psutil
 import pytest
-from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import ConfigurationError, OperationFailure
 
+from headwater.clients import mongo_client
 from headwater.settings import Settings
 from infra import stack
 
-START = datetime(2026, 11, 1)
+# Aware: headwater.clients reads dates back as aware UTC instants.
+START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 @pytest.fixture
 def scratch(live_stack: Settings, unique_name: str) -> Iterator[Database]:
     if not live_stack.mongo.embedded:
         pytest.fail("these tests describe the stack's own Mongo server; MONGO_URI points elsewhere")
-    client: MongoClient = MongoClient(live_stack.mongo.uri)
+    client = mongo_client(live_stack)
     db = client[unique_name.replace("-", "_")]
     db.t.insert_many(
         [{"_id": i, "ts": START + timedelta(minutes=7 * i), "v": i, "k": i % 3} for i in range(30)]
@@ -122,9 +123,7 @@ def test_no_authentication_and_no_validators_or_sessions(
     live_stack: Settings, scratch: Database
 ) -> None:
     host, port = live_stack.mongo.host, live_stack.mongo.port
-    with MongoClient(
-        f"mongodb://someone:secret@{host}:{port}/", serverSelectionTimeoutMS=5000
-    ) as c:
+    with mongo_client(f"mongodb://someone:secret@{host}:{port}/", 5000) as c:
         with pytest.raises(OperationFailure, match="saslStart"):
             c.admin.command("ping")
     scratch.create_collection("v", validator={"$jsonSchema": {"required": ["x"]}})

@@ -11,8 +11,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from pymongo import MongoClient
 
+from headwater.clients import mongo_client
 from headwater.health_checks import CHECK_MONGO
 from headwater.settings import Settings
 from infra import stack, supervisor
@@ -108,7 +108,7 @@ def test_sigstopped_mongo_is_restarted_by_the_watchdog_and_the_stream_lands_exac
             stream = SteadyStream(live, topic, recovered)
             try:
                 wait_for(lambda: quick_total(db) >= 1000, 180, "1,000 documents before the stop")
-                probe_client: MongoClient = MongoClient(m.uri, serverSelectionTimeoutMS=2000)
+                probe_client = mongo_client(m.uri, 2000)
                 probe_client.admin.command("ping")
                 os.kill(pid, signal.SIGSTOP)
                 stopped, stopped_at = pid, time.monotonic()

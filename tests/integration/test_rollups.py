@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from pymongo import MongoClient
 from pymongo.database import Database
 
+from headwater.clients import mongo_client
 from headwater.contracts import Collections
 from headwater.rollups import recompute_rollups
 from headwater.settings import REPO_ROOT, Settings
@@ -31,7 +31,7 @@ SENSORS = ["temp", "hum"]
 
 @pytest.fixture
 def mongo_db(live_stack: Settings, unique_name: str) -> Iterator[Database]:
-    client: MongoClient = MongoClient(live_stack.mongo.uri, serverSelectionTimeoutMS=10000)
+    client = mongo_client(live_stack)
     db = client[unique_name.replace("-", "_")]
     yield db
     client.drop_database(db.name)

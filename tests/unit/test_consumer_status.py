@@ -1,37 +1,19 @@
-"""Lag math, the heartbeat document, the health verdict and the retry backoff (pure)."""
+"""The heartbeat document, the health verdict and the retry backoff (pure)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
-
 from consumer.status import (
     ConsumerState,
-    backoff_delay,
     health_verdict,
     heartbeat_document,
     status_id,
 )
-from headwater.offsets import OFFSET_INVALID, PartitionOffsets, partition_lag
+from headwater.clients import backoff, delay_after
+from headwater.kafka_admin import OFFSET_INVALID, PartitionOffsets
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("committed", "low", "high", "lag"),
-    [
-        (100, 0, 150, 50),  # high watermark - committed
-        (150, 0, 150, 0),  # caught up
-        (160, 0, 150, 0),  # watermark older than the commit: never negative
-        (OFFSET_INVALID, 20, 150, 130),  # nothing committed: all retained messages are behind
-        (OFFSET_INVALID, OFFSET_INVALID, 150, None),  # unknown low watermark
-        (100, 0, OFFSET_INVALID, None),  # unknown high watermark
-        (0, 0, 0, 0),  # empty partition
-    ],
-)
-def test_partition_lag(committed: int, low: int, high: int, lag: int | None) -> None:
-    assert partition_lag(committed, low, high) == lag
 
 
 def state() -> ConsumerState:
@@ -86,5 +68,7 @@ def test_health_verdict() -> None:
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:
-    assert [backoff_delay(a, 0.5, 10) for a in range(7)] == [0.5, 1, 2, 4, 8, 10, 10]
-    assert backoff_delay(10_000, 0.5, 10) == 10
+    # The consumer's store retries: backoff(HEADWATER_CONSUMER_BACKOFF_INITIAL_S, ..._MAX_S).
+    wait = backoff(0.5, 10)
+    assert [delay_after(wait, n) for n in range(1, 8)] == [0.5, 1, 2, 4, 8, 10, 10]
+    assert delay_after(wait, 10_001) == 10

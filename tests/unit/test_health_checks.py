@@ -18,8 +18,7 @@ from headwater.health_checks import (
     check_sources_fresh,
     freshness_bound_s,
 )
-from headwater.kafka_admin import PartitionState
-from headwater.offsets import OFFSET_INVALID, PartitionOffsets
+from headwater.kafka_admin import OFFSET_INVALID, PartitionOffsets, PartitionState
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 B1, B2 = "127.0.0.1:9092", "127.0.0.1:9094"

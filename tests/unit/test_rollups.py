@@ -25,7 +25,7 @@ def reading(seconds: float, value: float, device: str = "d1", sensor: str = "tem
         "sensor": sensor,
         "value": value,
         "unit": "C",
-        # Mongo gives naive UTC back; the math must accept it.
+        # A naive datetime is UTC (a client without tz_aware reads them so): the math accepts it.
         "ts": (T0 + timedelta(seconds=seconds)).replace(tzinfo=None),
     }
 

@@ -1,0 +1,101 @@
+"""A consumer group's offsets and lag: the "nothing committed" sentinel is never counted as lag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import OffsetSpec
+
+from headwater.kafka_admin import OFFSET_INVALID, PartitionOffsets, group_offsets, partition_lag
+
+
+@pytest.mark.parametrize(
+    ("committed", "low", "high", "lag"),
+    [
+        (100, 0, 150, 50),  # high watermark - committed
+        (150, 0, 150, 0),  # caught up
+        (160, 0, 150, 0),  # watermark older than the commit: never negative
+        (OFFSET_INVALID, 20, 150, 130),  # nothing committed: all retained messages are behind
+        (-1, 20, 150, 130),  # any negative offset means nothing committed
+        (OFFSET_INVALID, 0, 0, 0),  # nothing committed, nothing to read
+        (OFFSET_INVALID, OFFSET_INVALID, 150, None),  # unknown low watermark
+        (100, 0, OFFSET_INVALID, None),  # unknown high watermark
+        (0, 0, 0, 0),  # empty partition
+    ],
+)
+def test_partition_lag(committed: int, low: int, high: int, lag: int | None) -> None:
+    assert partition_lag(committed, low, high) == lag
+
+
+def test_lag_of_an_uncommitted_partition_is_what_is_retained_not_the_sentinel() -> None:
+    # high - OFFSET_INVALID would be 1101 messages that do not exist.
+    assert partition_lag(OFFSET_INVALID, 95, 100) == 5
+
+
+@dataclass
+class _Done:
+    value: Any
+
+    def result(self) -> Any:
+        return self.value
+
+
+@dataclass
+class _Partition:
+    leader: int = 1
+    replicas: list[int] = field(default_factory=lambda: [1, 2])
+    isrs: list[int] = field(default_factory=lambda: [1, 2])
+
+
+@dataclass
+class _Topic:
+    partitions: dict[int, _Partition]
+    error: Any = None
+
+
+@dataclass
+class _Metadata:
+    topics: dict[str, _Topic]
+
+
+@dataclass
+class _GroupAnswer:
+    topic_partitions: list[TopicPartition]
+
+
+@dataclass
+class _Offset:
+    offset: int
+
+
+class FakeAdmin:
+    """An AdminClient's answers for one topic of three partitions; only partition 0 is committed."""
+
+    def __init__(self) -> None:
+        self.low = {0: 10, 1: 40, 2: 0}
+        self.high = {0: 100, 1: 60, 2: 7}
+
+    def list_topics(self, timeout: float) -> _Metadata:
+        return _Metadata({"devices": _Topic({p: _Partition() for p in range(3)})})
+
+    def list_consumer_group_offsets(self, request: list[Any], request_timeout: float) -> dict:
+        # A partition the group never committed: OFFSET_INVALID (1), or left out of the answer (2).
+        answer = [TopicPartition("devices", 0, 90), TopicPartition("devices", 1, OFFSET_INVALID)]
+        return {request[0].group_id: _Done(_GroupAnswer(answer))}
+
+    def list_offsets(self, requests: dict[TopicPartition, Any], request_timeout: float) -> dict:
+        earliest = all(isinstance(spec, type(OffsetSpec.earliest())) for spec in requests.values())
+        source = self.low if earliest else self.high
+        return {tp: _Done(_Offset(source[tp.partition])) for tp in requests}
+
+
+def test_group_offsets_are_partition_offsets_with_the_sentinel_when_uncommitted() -> None:
+    offsets = group_offsets(FakeAdmin(), "g", ["devices"])  # type: ignore[arg-type]
+    assert all(isinstance(o, PartitionOffsets) for o in offsets)
+    by_partition = {o.partition: o for o in offsets}
+    assert by_partition[0].committed == 90
+    assert by_partition[1].committed == by_partition[2].committed == OFFSET_INVALID
+    assert [partition_lag(o.committed, o.low, o.high) for o in offsets] == [10, 20, 7]
