@@ -39,13 +39,13 @@ from pymongo import MongoClient, ReplaceOne, UpdateOne
 from pymongo.database import Database
 from workload import interleave, user_events
 
-from consumer.filters import load_rules
 from consumer.messages import InboundMessage
 from consumer.pipeline import PipelineContext, Rejected, process_message, sources_by_topic
 from db.bootstrap import bootstrap as bootstrap_db
+from headwater.clients import mongo_client, producer_config, redact_uri
 from headwater.contracts import Collections
 from headwater.kafka_admin import admin_client, delete_topics, ensure_topics
-from headwater.settings import FILTERS_FILE, REPO_ROOT, Settings, get_settings
+from headwater.settings import REPO_ROOT, Settings, get_settings
 from headwater.sources import Source, load_sources
 from producer.kafka_out import encode_value, message_headers, message_key, produce
 from producer.simulator import readings
@@ -96,7 +96,6 @@ def build_workload(messages: int, events_share: float, topics: dict[str, str]) -
     ctx = PipelineContext(
         topic_map={scratch: contract for contract, scratch in topics.items()},
         sources=declared,
-        rules=load_rules(FILTERS_FILE),
     )
     now = datetime.now(UTC)
     per_topic: dict[str, list[tuple[str, dict[str, Any]]]] = {}
@@ -193,7 +192,7 @@ def consumer_rate(
         produce(
             workload.records[contract],
             source,
-            settings.kafka.producer_config(),
+            producer_config(settings),
             since=SINCE,
             until=SINCE,
             run_id=name,
@@ -269,7 +268,7 @@ def measure(
         admin, list(topics.values()), settings.kafka.partitions, settings.kafka.replication_factor
     )
     try:
-        with MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=10_000) as client:
+        with mongo_client(settings) as client:
             # The ceiling brackets the consumer (before and after): on a shared machine, load
             # drifts, and one sample taken in someone else's burst would skew the ratio.
             insert_before = insert_many_rate(client, workload)
@@ -285,7 +284,7 @@ def measure(
     insert = (insert_before + insert_after) / 2
     log.info("consumer bench consumer sustained_docs_per_s=%.0f", sustained)
     return {
-        "mongo_uri": settings.mongo.uri,
+        "mongo_uri": redact_uri(settings.mongo.uri),
         "workload": {
             "messages": workload.messages,
             "readings": len(workload.records["devices"]),

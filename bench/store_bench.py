@@ -35,7 +35,6 @@ from typing import Any
 
 import pymongo
 from measures import rate
-from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 from store_ingest import compare_ingest
@@ -56,9 +55,9 @@ from store_timing import QUERY_BUDGET_S, time_queries, unbounded_group
 from store_workload import SINCE, DataSpan, batch_documents, minimum_readings, store_batches
 from workload import interleave, user_event
 
-from consumer.filters import load_rules
 from consumer.pipeline import PipelineContext, sources_by_topic
 from db.bootstrap import bootstrap as bootstrap_db
+from headwater.clients import mongo_client, redact_uri
 from headwater.settings import Settings, get_settings
 from headwater.sources import load_sources
 
@@ -129,7 +128,6 @@ def pipeline_context(settings: Settings) -> PipelineContext:
     return PipelineContext(
         topic_map={"devices": "devices", "user-events": "user-events"},
         sources=sources,
-        rules=load_rules(settings.consumer.filters_file),
         max_value_bytes=settings.consumer.max_value_bytes,
         raw_max_bytes=settings.consumer.rejected_raw_max_bytes,
     )
@@ -160,7 +158,7 @@ def measure(
     rss_before = sampler.current_mib()
     sampler.start()
     result: dict[str, Any] = {
-        "mongo_uri": settings.mongo.uri,
+        "mongo_uri": redact_uri(settings.mongo.uri),
         "scratch_db": prefix,
         "readings": docs,
         "devices": devices,
@@ -169,9 +167,7 @@ def measure(
         "reps": reps,
     }
     scratch: list[str] = []
-    client: MongoClient = MongoClient(
-        settings.mongo.uri, serverSelectionTimeoutMS=10_000, tz_aware=True
-    )
+    client = mongo_client(settings)
     try:
         try:
             result["ingest"] = compare_ingest(

@@ -22,17 +22,19 @@ from workload import interleave, user_event
 from consumer.mongo_store import MongoStore, mongo_client
 from consumer.pipeline import PipelineContext, WritePlan
 from db.bootstrap import bootstrap as bootstrap_db
-from db.schema import COLLECTIONS, VALIDATORS
+from db.schema import current_schema
 from headwater.contracts import Collections
 from headwater.settings import Settings
+
+SCHEMA = current_schema()
 
 log = logging.getLogger("bench.store")
 
 
 def collections_without_indexes(db: Database) -> None:
     """The pipeline's collections (and validators) as db.bootstrap makes them, but only _id."""
-    for name in COLLECTIONS:
-        validator = VALIDATORS.get(name)
+    for name in SCHEMA.collections:
+        validator = SCHEMA.validators.get(name)
         if validator is None:
             db.create_collection(name)
         else:
@@ -51,7 +53,7 @@ def write_plans(db: Database, plans: list[WritePlan]) -> float:
 
 
 def landed(db: Database) -> dict[str, int]:
-    return {c: n for c in COLLECTIONS if (n := db[c].estimated_document_count())}
+    return {c: n for c in SCHEMA.collections if (n := db[c].estimated_document_count())}
 
 
 def compare_ingest(

@@ -29,6 +29,7 @@ ANALYSES: tuple[Analysis, ...] = (
     Analysis("events_per_user_hour.js", Collections.USER_EVENTS, True),
     Analysis("reject_reasons.js", Collections.REJECTED, True),
     Analysis("sensor_stats.js", Collections.READINGS_ROLLUP, True),
+    Analysis("device_type_stats.js", Collections.READINGS, True),
     Analysis("latest_reading_per_device.js", Collections.READINGS, False),
 )
 

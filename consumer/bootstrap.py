@@ -10,20 +10,22 @@ from dataclasses import dataclass
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
-from consumer.config import ConsumerConfig, ConsumerSettings, build_config
-from consumer.filters import load_rules
+from consumer.config import ConsumerConfig, ConsumerSettings, build_config, resolve_topics
 from consumer.http_server import StatusServer
 from consumer.kafka_source import KafkaSource, consumer_config
 from consumer.metrics import ConsumerMetrics
 from consumer.mongo_store import MongoStore, describe, is_transient, mongo_client
-from consumer.pipeline import PipelineContext, sources_by_topic
-from consumer.service import ConsumerService, utc_now
-from consumer.status import ConsumerState, backoff_delay
+from consumer.pipeline import PipelineContext
+from consumer.service import ConsumerService, Reloader, utc_now
+from consumer.status import ConsumerState
 from db.bootstrap import bootstrap as bootstrap_db
-from headwater.contracts import contract_for
+from db.schema import schema_of
+from headwater.clients import backoff
+from headwater.kafka_admin import admin_client, ensure_topics
 from headwater.settings import Settings
-from headwater.sources import load_sources, pipeline_topics
+from headwater.sources import Catalog, load_catalog
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +40,39 @@ class Consumer:
     config: ConsumerConfig
 
 
-def pipeline_context(config: ConsumerConfig) -> PipelineContext:
-    """The pure pipeline's inputs; fails at start if a topic's declared version has no contract."""
-    sources = sources_by_topic(load_sources().values())
-    for contract_topic in set(config.topic_map.values()):
-        contract_for(contract_topic, sources[contract_topic].schema_version)
-    return PipelineContext(
-        topic_map=dict(config.topic_map),
-        sources=sources,
-        rules=load_rules(config.filters_file),
+def pipeline_context(config: ConsumerConfig, catalog: Catalog) -> tuple[PipelineContext, dict]:
+    """The pure pipeline's inputs for the declarations as they are, and the paused topics (topic
+    -> why): an invalid or missing declaration pauses its own topic, never the consumer."""
+    topic_map, paused = resolve_topics(config.topics_spec, catalog)
+    ctx = PipelineContext(
+        topic_map=topic_map,
+        sources=catalog.by_topic(),
         max_value_bytes=config.max_value_bytes,
         raw_max_bytes=config.rejected_raw_max_bytes,
     )
+    return ctx, paused
+
+
+def prepare_topics(settings: Settings, client: MongoClient, db_name: str):  # noqa: ANN201
+    """What makes a newly declared topic readable: the topic in Kafka, then its collection,
+    validator and indexes in MongoDB (both idempotent; raise when a service is away)."""
+
+    def prepare(catalog: Catalog, topics: list[str]) -> None:
+        kafka = settings.kafka
+        created = ensure_topics(
+            admin_client(settings), topics, kafka.partitions, kafka.replication_factor
+        )
+        report = bootstrap_db(
+            client[db_name], update_validators=True, schema=schema_of(catalog.sources.values())
+        )
+        log.info(
+            "declarations prepared topics=%s created_topics=%s created_collections=%s",
+            ",".join(topics),
+            ",".join(created) or "-",
+            ",".join(report.created) or "-",
+        )
+
+    return prepare
 
 
 def ensure_database(consumer: Consumer) -> bool:
@@ -58,23 +81,39 @@ def ensure_database(consumer: Consumer) -> bool:
     False when a stop was requested before MongoDB answered.
     """
     config, service = consumer.config, consumer.service
-    attempt = 0
-    while not service.stopping:
-        try:
-            bootstrap_db(consumer.client[config.mongo_db], update_validators=False)
-            service.state.store_ok = True
-            return True
-        except PyMongoError as exc:
-            if not is_transient(exc):
-                raise
-            service.state.store_ok = False  # /healthz says so while we wait
-            delay = backoff_delay(attempt, config.backoff_initial_s, config.backoff_max_s)
-            attempt += 1
-            log.warning("MongoDB not ready for bootstrap, retry in %.1fs: %s", delay, describe(exc))
-            deadline = time.monotonic() + delay
-            while time.monotonic() < deadline and not service.stopping:
-                time.sleep(0.2)
-    return False
+
+    def bootstrap_once() -> bool:
+        if service.stopping:
+            return False
+        bootstrap_db(consumer.client[config.mongo_db], update_validators=False)
+        service.state.store_ok = True
+        return True
+
+    def unavailable(_: RetryCallState) -> None:
+        service.state.store_ok = False  # /healthz says so while we wait
+
+    def waiting(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        reason = describe(error) if isinstance(error, PyMongoError) else repr(error)
+        log.warning(
+            "MongoDB not ready for bootstrap, retry in %.1fs: %s", state.upcoming_sleep, reason
+        )
+
+    def sleep_unless_stopping(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not service.stopping:
+            time.sleep(0.2)
+
+    retrying = Retrying(
+        retry=retry_if_exception(lambda e: isinstance(e, PyMongoError) and is_transient(e)),
+        wait=backoff(config.backoff_initial_s, config.backoff_max_s),
+        stop=lambda _: service.stopping,
+        after=unavailable,
+        before_sleep=waiting,
+        sleep=sleep_unless_stopping,
+        retry_error_callback=lambda _: False,
+    )
+    return bool(retrying(bootstrap_once))
 
 
 def build_consumer(
@@ -82,10 +121,11 @@ def build_consumer(
 ) -> Consumer:
     """The consumer of this process, wired to the real Kafka, MongoDB and HTTP port."""
     instance = f"{socket.gethostname()}-{os.getpid()}"
-    config = build_config(settings, consumer_settings, pipeline_topics(), instance)
+    config = build_config(settings, consumer_settings, load_catalog(settings).topics, instance)
     if http_port is not None:
         config = ConsumerConfig(**{**config.__dict__, "http_port": http_port})
-    ctx = pipeline_context(config)
+    catalog = load_catalog(settings)
+    ctx, paused = pipeline_context(config, catalog)
     client = mongo_client(config.mongo_uri, config.mongo_timeout_ms)
     source = KafkaSource(
         consumer_config(
@@ -104,8 +144,20 @@ def build_consumer(
         started_at=utc_now(),
     )
     metrics = ConsumerMetrics()
+    state.paused_topics = paused
     service = ConsumerService(
-        config, ctx, source, MongoStore(client[config.mongo_db]), state, metrics
+        config,
+        ctx,
+        source,
+        MongoStore(client[config.mongo_db]),
+        state,
+        metrics,
+        catalog=Reloader(
+            lambda: load_catalog(settings),
+            lambda c: pipeline_context(config, c),
+            prepare_topics(settings, client, config.mongo_db),
+            first=catalog,
+        ),
     )
     server = StatusServer(config.http_host, config.http_port, service.health, metrics.registry)
     return Consumer(service, server, client, config)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from headwater.settings import FILTERS_FILE, ConsumerSettings, Settings
+from headwater.settings import ConsumerSettings, Settings
+from headwater.sources import Catalog
 
 
-def parse_topic_map(spec: str, declared: list[str]) -> dict[str, str]:
+def parse_topic_map(spec: str, declared: list[str] | None) -> dict[str, str]:
     """Actual topic -> declared topic (whose contract applies) from the `topics` setting.
 
-    Empty means every declared topic under its own name. ValueError names an unknown topic.
+    Empty means every declared topic under its own name. ValueError names an unknown topic
+    (unless `declared` is None: then only the syntax is checked).
     """
     if not spec.strip():
         return {t: t for t in declared}
@@ -21,7 +22,7 @@ def parse_topic_map(spec: str, declared: list[str]) -> dict[str, str]:
             continue
         actual, _, contract = item.partition("=")
         actual, contract = actual.strip(), (contract or actual).strip()
-        if contract not in declared:
+        if declared is not None and contract not in declared:
             raise ValueError(
                 f"topic {contract!r} is not declared in sources.yaml; "
                 f"declared: {', '.join(declared)}"
@@ -32,6 +33,28 @@ def parse_topic_map(spec: str, declared: list[str]) -> dict[str, str]:
     if not mapping:
         raise ValueError("no topics to consume")
     return mapping
+
+
+def resolve_topics(spec: str, catalog: Catalog) -> tuple[dict[str, str], dict[str, str]]:
+    """(topic map, paused) for the catalog as it is now: topics whose source is declared and
+    valid are read; the others are paused (actual topic -> why), their messages left in Kafka
+    until the declaration is fixed."""
+    declared = catalog.topics
+    paused = dict(catalog.paused_topics) if not spec.strip() else {}
+    if not spec.strip():
+        return {t: t for t in declared}, paused
+    mapping = parse_topic_map(spec, None)
+    readable: dict[str, str] = {}
+    for actual, contract in mapping.items():
+        if contract in declared:
+            readable[actual] = contract
+        else:
+            why = catalog.paused_topics.get(contract) or (
+                f"topic {contract!r} is not declared in sources.yaml; "
+                f"declared: {', '.join(declared) or 'none'}"
+            )
+            paused[actual] = why
+    return readable, paused
 
 
 @dataclass(frozen=True)
@@ -57,8 +80,11 @@ class ConsumerConfig:
     rejected_raw_max_bytes: int = 65_536
     session_timeout_ms: int = 10_000
     mongo_timeout_ms: int = 5_000
-    filters_file: Path = FILTERS_FILE
     kafka_overrides: dict[str, str | int | bool] = field(default_factory=dict)
+    # The `topics` setting as written: resolved again whenever the declarations change.
+    topics_spec: str = ""
+    # How often the declaration files are checked for changes (a stat per file).
+    reload_interval_s: float = 5.0
 
     @property
     def topics(self) -> list[str]:
@@ -70,7 +96,12 @@ def build_config(
 ) -> ConsumerConfig:
     """The service config from Headwater's settings and the consumer's own."""
     return ConsumerConfig(
-        topic_map=parse_topic_map(consumer.topics, declared),
+        # Syntax only here: whether each topic's source is declared (and valid) is decided by
+        # resolve_topics, again on every change of the declarations.
+        topic_map=parse_topic_map(consumer.topics, None)
+        if consumer.topics.strip()
+        else {t: t for t in declared},
+        topics_spec=consumer.topics,
         group_id=consumer.group or settings.kafka.consumer_group,
         bootstrap_servers=settings.kafka.bootstrap_servers,
         mongo_uri=settings.mongo.uri,
@@ -89,5 +120,4 @@ def build_config(
         rejected_raw_max_bytes=consumer.rejected_raw_max_bytes,
         session_timeout_ms=consumer.session_timeout_ms,
         mongo_timeout_ms=consumer.mongo_timeout_ms,
-        filters_file=consumer.filters_file,
     )

@@ -8,8 +8,6 @@ from typing import Any
 
 from consumer.decode import storable_bytes, text_or_base64
 from consumer.messages import InboundMessage
-from consumer.records import Match, Reading, Record, UserEvent, WorkOrder
-from headwater.contracts import Collections
 
 STAGES = ("decode", "validate", "filter", "store")
 
@@ -36,48 +34,9 @@ class IngestMeta:
         }
 
 
-def collection_of(record: Record) -> str:
-    """The collection a record is stored in."""
-    if isinstance(record, Reading):
-        return Collections.READINGS
-    if isinstance(record, WorkOrder):
-        return Collections.WORK_ORDERS
-    if isinstance(record, UserEvent):
-        return Collections.USER_EVENTS
-    return Collections.MATCHES
-
-
-def to_document(record: Record, source: str, meta: IngestMeta) -> dict[str, Any]:
-    """The document (without _id) a record is stored as."""
-    body: dict[str, Any]
-    if isinstance(record, Reading):
-        body = {
-            "device_id": record.device_id,
-            "sensor": record.sensor,
-            "value": record.value,
-            "unit": record.unit,
-            "ts": record.ts,
-        }
-    elif isinstance(record, WorkOrder):
-        body = {"product": record.product, "production": record.production, "ts": record.ts}
-    elif isinstance(record, UserEvent):
-        body = {
-            "event_id": record.event_id,
-            "user_id": record.user_id,
-            "event_type": record.event_type,
-            "occurred_at": record.occurred_at,
-            "properties": record.properties,
-            "received_at": record.received_at,
-        }
-    elif isinstance(record, Match):
-        # The match as the API sent it, with its time as a date so it sorts and ranges as one.
-        body = {k: v for k, v in record.fields.items() if k not in ("_id", "source", "ingest")}
-        body["utcDate"] = record.utc_date
-    else:
-        raise TypeError(f"no document shape for {type(record).__name__}")
-    body["source"] = source
-    body["ingest"] = meta.as_doc()
-    return body
+def to_document(body: dict[str, Any], source: str, meta: IngestMeta) -> dict[str, Any]:
+    """The document (without _id) a record's stored body is written as."""
+    return {**body, "source": source, "ingest": meta.as_doc()}
 
 
 def rejection_document(
@@ -104,5 +63,7 @@ def rejection_document(
         "headers": [{"name": n, "value": text_or_base64(v)} for n, v in message.headers],
         "raw": raw,
         "kafka_timestamp_ms": message.timestamp_ms,
+        # The run that produced it: reconcile counts a run's rejects by it.
+        "run_id": message.header_text("run_id"),
         "rejected_at": rejected_at,
     }

@@ -17,15 +17,12 @@ from functools import lru_cache
 from typing import Any
 
 from consumer.decode import DecodeError, decode_value
-from consumer.documents import IngestMeta, collection_of, rejection_document, to_document
-from consumer.filters import FilterRules, check_record
+from consumer.documents import IngestMeta, rejection_document, to_document
 from consumer.messages import InboundMessage, TopicPartition
-from consumer.records import to_record
 from headwater.contracts import (
     SCHEMA_VERSION_HEADER,
     ContractError,
     parse_schema_version,
-    validate_record,
 )
 from headwater.sources import Source, record_key
 
@@ -37,8 +34,7 @@ class PipelineContext:
     """What the pure pipeline needs to know besides the message and the time."""
 
     topic_map: dict[str, str]  # topic read -> declared topic whose contract and source apply
-    sources: dict[str, Source]  # declared topic -> its source (name, key fields)
-    rules: FilterRules
+    sources: dict[str, Source]  # declared topic -> its source (contracts, collection, filters)
     max_value_bytes: int = 1_048_576
     raw_max_bytes: int = 65_536
 
@@ -103,14 +99,14 @@ def process_message(message: InboundMessage, ctx: PipelineContext, now: datetime
         return reject(message, ctx, "validate", f"no contract mapped to topic {message.topic}", now)
     try:
         version = schema_version_of(message.header(SCHEMA_VERSION_HEADER))
-        model = validate_record(contract_topic, version, payload)
+        validated = source.validate(version, payload)
         key = record_key(source, payload)
     except ContractError as exc:
         return reject(message, ctx, "validate", exc.reason, now)
     except KeyError as exc:
         return reject(message, ctx, "validate", str(exc.args[0]), now)
-    record = to_record(model)
-    reason = check_record(record, ctx.rules, now)
+    body = source.to_body(version, validated)
+    reason = source.check(body, now)
     if reason is not None:
         return reject(message, ctx, "filter", reason, now)
     meta = IngestMeta(
@@ -121,7 +117,7 @@ def process_message(message: InboundMessage, ctx: PipelineContext, now: datetime
         message.header_text("run_id"),
         version,
     )
-    return Stored(collection_of(record), key, to_document(record, source.name, meta))
+    return Stored(source.collection, key, to_document(body, source.name, meta))
 
 
 def supersedes(new: InboundMessage, kept: InboundMessage) -> bool:

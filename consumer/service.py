@@ -28,15 +28,16 @@ from consumer.pipeline import (
     plan_batch,
     without_failed_writes,
 )
-from consumer.records import to_millis
 from consumer.status import (
     ConsumerState,
-    backoff_delay,
     health_verdict,
     heartbeat_document,
     status_id,
 )
-from headwater.offsets import PartitionOffsets
+from headwater.clients import backoff, delay_after
+from headwater.declarations import to_millis
+from headwater.kafka_admin import PartitionOffsets
+from headwater.sources import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,24 @@ def utc_now() -> datetime:
     return to_millis(datetime.now(UTC))
 
 
+class Reloader:
+    """Follows the source declarations: the catalog as it is now, the pipeline context it gives,
+    and what makes a new topic readable (topic, collection, indexes)."""
+
+    def __init__(
+        self,
+        load: Callable[[], Catalog],
+        context: Callable[[Catalog], tuple[PipelineContext, dict[str, str]]],
+        prepare: Callable[[Catalog, list[str]], None] | None = None,
+        *,
+        first: Catalog | None = None,
+    ) -> None:
+        self.load = load
+        self.context = context
+        self.prepare = prepare
+        self.current = first
+
+
 class ConsumerService:
     """One group member's loop; also the rebalance listener of its source."""
 
@@ -94,6 +113,7 @@ class ConsumerService:
         *,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utc_now,
+        catalog: Reloader | None = None,
     ) -> None:
         self.config = config
         self.ctx = ctx
@@ -113,6 +133,8 @@ class ConsumerService:
         self._last_tick = clock()
         self._last_heartbeat = float("-inf")
         self._last_commit_attempt = float("-inf")
+        self._reloader = catalog
+        self._last_reload = clock()
         self.abandoned = False
 
     # ---- control ------------------------------------------------------------------------------
@@ -146,12 +168,15 @@ class ConsumerService:
             "seconds_since_tick": round(since_tick, 3),
             "counters": self.state.counters.as_dict(),
             "last_error": self.state.last_error.message,
+            # Not a reason for 503: the other topics flow. pipeline_health reports them.
+            "paused_topics": dict(self.state.paused_topics),
+            "declaration_problems": list(self.state.declaration_problems),
         }
         return ok, body
 
     def run(self) -> int:
         """Consume until request_stop(); 0 when every consumed message was written and committed."""
-        self.source.subscribe(self.config.topics, self)
+        self.source.subscribe(sorted(self.ctx.topic_map), self)
         self.state.phase = "running"
         log.info(
             "consumer started group=%s instance=%s topics=%s",
@@ -159,6 +184,8 @@ class ConsumerService:
             self.config.instance,
             ",".join(f"{a}={c}" if a != c else a for a, c in sorted(self.ctx.topic_map.items())),
         )
+        for topic, why in sorted(self.state.paused_topics.items()):
+            log.warning("topic paused topic=%s problem=%s", topic, why)
         try:
             while not self._stop:
                 self.step()
@@ -174,6 +201,7 @@ class ConsumerService:
         )
         if messages:
             self.handle_batch(messages)
+        self.maybe_reload()
         self.maybe_heartbeat()
 
     def shutdown(self) -> None:
@@ -299,10 +327,10 @@ class ConsumerService:
                         exc,
                     )
                     return None
-                delay = backoff_delay(
-                    attempt, self.config.backoff_initial_s, self.config.backoff_max_s
-                )
                 attempt += 1
+                delay = delay_after(
+                    backoff(self.config.backoff_initial_s, self.config.backoff_max_s), attempt
+                )
                 self.state.counters.store_retries += 1
                 self.metrics.store_retries.inc()
                 log.warning("MongoDB unavailable, retry %d in %.1fs: %s", attempt, delay, exc)
@@ -374,6 +402,59 @@ class ConsumerService:
         self.state.counters.commit_failures += 1
         self.metrics.commit_failures.inc()
         self._note_error(f"offset commit failed (retriable={exc.retriable}): {exc}")
+
+    # ---- declarations -------------------------------------------------------------------------
+
+    def maybe_reload(self) -> None:
+        """Follow the source declarations: subscribe to new topics (once their topic and
+        collection exist), pause the topics whose declaration became invalid, apply changed
+        contracts and filters to the next batch. Between batches only, never while retrying."""
+        reloader = self._reloader
+        if reloader is None or self._retrying:
+            return
+        if self._clock() - self._last_reload < self.config.reload_interval_s:
+            return
+        self._last_reload = self._clock()
+        catalog = reloader.load()
+        if catalog is reloader.current:
+            return
+        if catalog.file_problems:
+            # A file caught mid-edit (or broken): keep reading what was declared before.
+            problems = [f"{path}: {why}" for path, why in sorted(catalog.file_problems.items())]
+            if problems != self.state.declaration_problems:
+                log.error("declarations unreadable, kept the previous ones: %s", problems)
+            self.state.declaration_problems = problems
+            reloader.current = catalog
+            return
+        ctx, paused = reloader.context(catalog)
+        added = sorted(set(ctx.topic_map) - set(self.ctx.topic_map))
+        if added and reloader.prepare is not None:
+            try:
+                reloader.prepare(catalog, added)
+            except Exception as exc:  # noqa: BLE001 - Kafka or MongoDB away: retried next interval
+                self._note_error(f"could not prepare new topics {added}: {exc}")
+                log.warning("new topics not ready topics=%s: %s", ",".join(added), exc)
+                return
+        before = set(self.ctx.topic_map)
+        reloader.current = catalog
+        self.ctx = ctx
+        self.state.declaration_problems = []
+        for topic in sorted(set(paused) - set(self.state.paused_topics)):
+            log.warning("topic paused topic=%s problem=%s", topic, paused[topic])
+        for topic in sorted(set(self.state.paused_topics) - set(paused)):
+            log.info("topic no longer paused topic=%s", topic)
+        self.state.paused_topics = paused
+        if set(ctx.topic_map) != before:
+            removed = sorted(before - set(ctx.topic_map))
+            log.info(
+                "subscription changed added=%s removed=%s topics=%s",
+                ",".join(added) or "-",
+                ",".join(removed) or "-",
+                ",".join(sorted(ctx.topic_map)),
+            )
+            self.source.subscribe(sorted(ctx.topic_map), self)
+        else:
+            log.info("declarations reloaded topics=%s", ",".join(sorted(ctx.topic_map)))
 
     # ---- heartbeat ----------------------------------------------------------------------------
 

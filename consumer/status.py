@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from headwater.offsets import PartitionOffsets, partition_lag
+from headwater.kafka_admin import PartitionOffsets, partition_lag
 
 
 @dataclass
@@ -50,6 +50,10 @@ class ConsumerState:
     counters: Counters = field(default_factory=Counters)
     last_error: LastError = field(default_factory=LastError)
     store_ok: bool = True
+    # Topics not read because their declaration is missing or invalid: topic -> the problem.
+    paused_topics: dict[str, str] = field(default_factory=dict)
+    # Declaration files that could not be read (the previous declarations stay in force).
+    declaration_problems: list[str] = field(default_factory=list)
     phase: str = "starting"  # starting | running | store-unavailable | stopping | stopped
 
 
@@ -93,6 +97,10 @@ def heartbeat_document(state: ConsumerState, now: datetime) -> dict[str, Any]:
         "lag_total": total_lag if lag_known else None,
         "counters": state.counters.as_dict(),
         "store_ok": state.store_ok,
+        "paused_topics": [
+            {"topic": t, "problem": p} for t, p in sorted(state.paused_topics.items())
+        ],
+        "declaration_problems": list(state.declaration_problems),
         "last_error": state.last_error.message,
         "last_error_at": state.last_error.at,
     }
@@ -110,8 +118,3 @@ def health_verdict(
     if phase in ("stopping", "stopped"):
         problems.append(f"consumer is {phase}")
     return not problems, problems
-
-
-def backoff_delay(attempt: int, initial_s: float, max_s: float) -> float:
-    """Seconds to wait before retry number `attempt` (0-based): doubling from initial, capped."""
-    return min(max_s, initial_s * 2 ** min(attempt, 30))

@@ -3,7 +3,8 @@
 Checks (plugins/headwater_health): both brokers alive, no under-replicated or offline partitions,
 consumer heartbeat fresh, consumer-group lag per topic under a threshold, newest document of each
 continuously flowing source (default: devices) within its freshness bound, every service's
-/healthz, and MongoDB answering `ping` within MONGO_PING_TIMEOUT_S (3 s). Each sensor pokes every
+/healthz, MongoDB answering `ping` within MONGO_PING_TIMEOUT_S (3 s), and every sources.yaml entry
+valid with no topic paused for want of one (source_declarations). Each sensor pokes every
 HEADWATER_HEALTH_POKE_INTERVAL_S (30 s) in reschedule mode (no worker slot held between pokes) for
 up to 3 minutes; every poke writes its result to `health_checks`, so a red run says what is wrong
 and by how much, and a run that turned green still shows the fault it saw (`failures`,
@@ -22,6 +23,7 @@ from headwater_health.sensors import HealthCheckSensor
 from headwater.dag_defaults import START, default_args
 from headwater.health_checks import (
     CHECK_BROKERS,
+    CHECK_DECLARATIONS,
     CHECK_FRESHNESS,
     CHECK_HEALTHZ,
     CHECK_HEARTBEAT,
@@ -66,6 +68,7 @@ def pipeline_health() -> None:
     )
     HealthCheckSensor(task_id=CHECK_HEALTHZ, check=CHECK_HEALTHZ)
     HealthCheckSensor(task_id=CHECK_MONGO, check=CHECK_MONGO)
+    HealthCheckSensor(task_id=CHECK_DECLARATIONS, check=CHECK_DECLARATIONS)
 
 
 pipeline_health()

@@ -12,11 +12,11 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import CollectionInvalid, OperationFailure, PyMongoError
 
-from db.schema import COLLECTIONS, INDEXES, VALIDATORS
+from db.schema import Schema, current_schema
+from headwater.clients import mongo_client, redact_uri
 from headwater.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ class BootstrapReport:
     indexes: list[str] = field(default_factory=list)
 
 
-def _create(db: Database, name: str, report: BootstrapReport) -> None:
-    validator = VALIDATORS.get(name)
+def _create(db: Database, name: str, schema: Schema, report: BootstrapReport) -> None:
+    validator = schema.validators.get(name)
     try:
         if validator is None:
             db.create_collection(name)
@@ -50,8 +50,8 @@ def _create(db: Database, name: str, report: BootstrapReport) -> None:
             raise
 
 
-def _update_validator(db: Database, name: str, report: BootstrapReport) -> None:
-    validator = VALIDATORS.get(name)
+def _update_validator(db: Database, name: str, schema: Schema, report: BootstrapReport) -> None:
+    validator = schema.validators.get(name)
     if validator is None:
         return
     try:
@@ -63,22 +63,26 @@ def _update_validator(db: Database, name: str, report: BootstrapReport) -> None:
         report.validators_unsupported.append(name)
 
 
-def bootstrap(db: Database, update_validators: bool = True) -> BootstrapReport:
+def bootstrap(
+    db: Database, update_validators: bool = True, schema: Schema | None = None
+) -> BootstrapReport:
     """Make every collection, validator and index exist in `db`; safe to run any number of times.
 
-    `update_validators=False` leaves existing collections' validators as they are (the consumer's
-    start-up check: `make up` runs the full bootstrap).
+    `schema` defaults to the sources declared now. `update_validators=False` leaves existing
+    collections' validators as they are (the consumer's start-up check: `make up` and
+    `python -m producer reload` run the full bootstrap).
     """
+    schema = schema or current_schema()
     report = BootstrapReport()
     existing = set(db.list_collection_names())
-    for name in COLLECTIONS:
+    for name in schema.collections:
         if name in existing:
             if update_validators:
                 # Created before (or implicitly by a write): bring its validator up to date.
-                _update_validator(db, name, report)
+                _update_validator(db, name, schema, report)
         else:
-            _create(db, name, report)
-    for index in INDEXES:
+            _create(db, name, schema, report)
+    for index in schema.indexes:
         db[index.collection].create_index(list(index.keys), name=index.name, unique=index.unique)
         report.indexes.append(f"{index.collection}.{index.name}")
     log.info(
@@ -99,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     name = args.db or settings.mongo.db
     try:
-        with MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=10_000) as client:
+        with mongo_client(settings) as client:
             report = bootstrap(client[name])
     except PyMongoError as exc:
-        print(f"db bootstrap failed on {settings.mongo.uri} db {name}: {exc}", file=sys.stderr)
+        where = redact_uri(settings.mongo.uri)
+        print(f"db bootstrap failed on {where} db {name}: {exc}", file=sys.stderr)
         return 1
     print(
         f"database {name}: created {len(report.created)} collections "

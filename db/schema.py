@@ -1,16 +1,21 @@
-"""What each collection holds: its $jsonSchema validator and its indexes (pure data).
+"""What each collection holds: its $jsonSchema validator and its indexes (pure).
 
-Validators describe the documents the consumer writes (consumer/documents.py) and the rollup
-shape the rollup DAG writes; real MongoDB enforces them, the embedded server ignores them (so the
-consumer validates first, and tests check its documents against these schemas).
+A source collection's validator and indexes are derived from the declarations of the sources
+stored in it (sources.yaml, headwater/declarations.py); Headwater's own collections (rejected,
+rollups, status, health) are described here. Real MongoDB enforces the validators, the embedded
+server ignores them (so the consumer validates first, and tests check its documents against these
+schemas).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from headwater.contracts import Collections
+from headwater.declarations import merge_shapes
+from headwater.sources import Source, load_sources
 
 INT = ["int", "long"]
 NUMBER = ["double", "int", "long", "decimal"]
@@ -33,65 +38,8 @@ def _schema(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
     return {"$jsonSchema": {"bsonType": "object", "required": required, "properties": properties}}
 
 
-VALIDATORS: dict[str, dict[str, Any]] = {
-    Collections.READINGS: _schema(
-        ["_id", "device_id", "sensor", "value", "unit", "ts", "source", "ingest"],
-        {
-            "_id": {"bsonType": "string"},
-            "device_id": {"bsonType": "string", "minLength": 1},
-            "sensor": {"bsonType": "string", "minLength": 1},
-            "value": {"bsonType": NUMBER},
-            "unit": {"bsonType": "string"},
-            "ts": {"bsonType": "date"},
-            "source": {"bsonType": "string"},
-            "ingest": _INGEST,
-        },
-    ),
-    Collections.WORK_ORDERS: _schema(
-        ["_id", "product", "production", "ts", "source", "ingest"],
-        {
-            "_id": {"bsonType": "string"},
-            "product": {"bsonType": INT, "minimum": 0},
-            "production": {"bsonType": NUMBER},
-            "ts": {"bsonType": "date"},
-            "source": {"bsonType": "string"},
-            "ingest": _INGEST,
-        },
-    ),
-    Collections.USER_EVENTS: _schema(
-        [
-            "_id",
-            "event_id",
-            "user_id",
-            "event_type",
-            "properties",
-            "received_at",
-            "source",
-            "ingest",
-        ],
-        {
-            "_id": {"bsonType": "string"},
-            "event_id": {"bsonType": "string"},
-            "user_id": {"bsonType": "string", "minLength": 1},
-            "event_type": {"bsonType": "string", "minLength": 1},
-            "occurred_at": {"bsonType": ["date", "null"]},
-            "properties": {"bsonType": "object"},
-            "received_at": {"bsonType": "date"},
-            "source": {"bsonType": "string"},
-            "ingest": _INGEST,
-        },
-    ),
-    Collections.MATCHES: _schema(
-        ["_id", "id", "utcDate", "status", "source", "ingest"],
-        {
-            "_id": {"bsonType": "string"},
-            "id": {"bsonType": INT},
-            "utcDate": {"bsonType": "date"},
-            "status": {"bsonType": "string"},
-            "source": {"bsonType": "string"},
-            "ingest": _INGEST,
-        },
-    ),
+# Headwater's own collections; every source collection's validator comes from its declarations.
+OWN_VALIDATORS: dict[str, dict[str, Any]] = {
     Collections.REJECTED: _schema(
         ["_id", "stage", "reason", "topic", "partition", "offset", "rejected_at"],
         {
@@ -134,20 +82,12 @@ class Index:
     unique: bool = False
 
 
-# Natural keys are the _id (unique by definition); these serve the queries in db/queries and the
-# health checks. The embedded server builds only unique ones; real MongoDB builds them all.
-INDEXES: tuple[Index, ...] = (
-    Index(Collections.READINGS, "device_ts", (("device_id", 1), ("ts", -1))),
-    Index(Collections.READINGS, "sensor_ts", (("sensor", 1), ("ts", 1))),
-    Index(Collections.READINGS, "ts", (("ts", 1),)),
-    # reconcile's window counts and the freshness probe's newest-per-source both read this one
-    Index(Collections.READINGS, "source_ts", (("source", 1), ("ts", -1))),
-    Index(Collections.WORK_ORDERS, "product_ts", (("product", 1), ("ts", 1))),
-    Index(Collections.USER_EVENTS, "received_at", (("received_at", 1),)),
-    Index(Collections.USER_EVENTS, "user_received", (("user_id", 1), ("received_at", 1))),
-    Index(Collections.MATCHES, "utc_date", (("utcDate", 1),)),
+# Headwater's own collections' indexes; natural keys are the _id (unique by definition).
+OWN_INDEXES: tuple[Index, ...] = (
     Index(Collections.REJECTED, "rejected_at", (("rejected_at", 1),)),
     Index(Collections.REJECTED, "stage_reason", (("stage", 1), ("reason", 1))),
+    # reconcile counts a run's rejects by these
+    Index(Collections.REJECTED, "topic_run", (("topic", 1), ("run_id", 1))),
     Index(
         Collections.READINGS_ROLLUP,
         "window_key",
@@ -158,14 +98,90 @@ INDEXES: tuple[Index, ...] = (
     Index(Collections.PIPELINE_STATUS, "heartbeat_at", (("heartbeat_at", -1),)),
     Index(Collections.HEALTH_CHECKS, "checked_at", (("checked_at", -1),)),
 )
-
-COLLECTIONS: tuple[str, ...] = (
-    Collections.READINGS,
-    Collections.WORK_ORDERS,
-    Collections.USER_EVENTS,
-    Collections.MATCHES,
+OWN_COLLECTIONS: tuple[str, ...] = (
     Collections.REJECTED,
     Collections.READINGS_ROLLUP,
     Collections.PIPELINE_STATUS,
     Collections.HEALTH_CHECKS,
 )
+
+
+class SchemaConflict(ValueError):
+    """Two declarations ask for different things under one name (an index of one collection)."""
+
+
+def source_collections(sources: Iterable[Source]) -> dict[str, list[Source]]:
+    """Collection -> the sources stored in it, in declaration order."""
+    by_collection: dict[str, list[Source]] = {}
+    for source in sources:
+        by_collection.setdefault(source.collection, []).append(source)
+    return by_collection
+
+
+def collection_validator(sources: list[Source]) -> dict[str, Any]:
+    """The $jsonSchema of a collection the given sources store in (every declared version)."""
+    shapes = [s.stored_shape(v) for s in sources for v in sorted(s.contracts)]
+    properties, required = merge_shapes(shapes)
+    properties = {
+        "_id": {"bsonType": "string"},
+        **properties,
+        # Not an enum of today's sources: a source added to the collection must not wait for a
+        # collMod before its documents are accepted.
+        "source": {"bsonType": "string", "minLength": 1},
+        "ingest": _INGEST,
+    }
+    return _schema(["_id", *required, "source", "ingest"], properties)
+
+
+def source_indexes(sources: list[Source]) -> list[Index]:
+    """A collection's indexes: what its sources declare, plus (source, event time) for freshness
+    and (source, ingest.run_id) for reconcile; SchemaConflict when one name means two indexes."""
+    collection = sources[0].collection
+    found: dict[str, Index] = {}
+    wanted: list[Index] = []
+    for source in sources:
+        time_field = source.stored_time_field
+        wanted += [
+            Index(collection, f"source_{time_field}", (("source", 1), (time_field, -1))),
+            Index(collection, "source_run", (("source", 1), ("ingest.run_id", 1))),
+        ]
+        wanted += [
+            Index(collection, i.name, tuple(i.keys.items()), unique=i.unique)
+            for i in source.indexes
+        ]
+    for index in wanted:
+        seen = found.get(index.name)
+        if seen is None:
+            found[index.name] = index
+        elif seen != index:
+            raise SchemaConflict(
+                f"collection {collection}: index {index.name} is declared as {seen.keys} and "
+                f"as {index.keys}"
+            )
+    return list(found.values())
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Every collection, validator and index of a set of declared sources."""
+
+    collections: tuple[str, ...]
+    validators: dict[str, dict[str, Any]]
+    indexes: tuple[Index, ...]
+
+
+def schema_of(sources: Iterable[Source]) -> Schema:
+    """The schema of these sources plus Headwater's own collections."""
+    grouped = source_collections(sources)
+    validators = {name: collection_validator(group) for name, group in grouped.items()}
+    indexes = [i for group in grouped.values() for i in source_indexes(group)]
+    return Schema(
+        collections=(*grouped, *OWN_COLLECTIONS),
+        validators={**validators, **OWN_VALIDATORS},
+        indexes=(*indexes, *OWN_INDEXES),
+    )
+
+
+def current_schema() -> Schema:
+    """The schema of the sources declared now."""
+    return schema_of(load_sources().values())

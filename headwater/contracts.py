@@ -1,12 +1,10 @@
-"""Message contracts: what a record on each topic must look like, per schema version (pure).
+"""Message contracts: the building blocks every declared record is checked with (pure).
 
-Every message carries a `schema_version` header; the pair (topic, version) names exactly one model
-here. A topic or version that is not registered is an error with a reason, never a best guess:
-guessing would store records whose meaning nobody has checked. Adding a version is adding a model
-and one registry line; the consumer keeps accepting the older versions still in the topic.
-
-The topic names are the ones declared in sources.yaml; a deployment that reads other topic names
-maps them to these (the consumer's topic map) rather than registering them again.
+Every message carries a `schema_version` header; the pair (topic, version) names exactly one
+declared contract (sources.yaml, see headwater/declarations.py). A topic or version that is not
+declared is an error with a reason, never a best guess: guessing would store records whose meaning
+nobody has checked. Here: the field types a declaration maps to, the reasons' wording, and the
+collection names the pipeline's own parts agree on.
 """
 
 from __future__ import annotations
@@ -20,13 +18,9 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     Strict,
-    StrictInt,
-    StringConstraints,
     ValidationError,
-    model_validator,
 )
 
 SCHEMA_VERSION_HEADER = "schema_version"
@@ -77,89 +71,20 @@ Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 # Epoch seconds as a JSON number, from 1970 to the end of year 9999 (what a date can hold).
 MAX_EPOCH_S = 253_402_300_799
 EpochSeconds = Annotated[float, Strict(), Field(ge=0, le=MAX_EPOCH_S, allow_inf_nan=False)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-# A non-negative integer that fits the 64-bit integers MongoDB stores.
-Id = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
 
-EVENT_ID_PATTERN = r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$"
-USER_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
-EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
+
+def _to_day(value: Any) -> Any:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("must be a YYYY-MM-DD date string")
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError("is not a calendar date") from None
+
+
+# A calendar day written YYYY-MM-DD, as midnight UTC.
+IsoDate = Annotated[datetime, BeforeValidator(_to_day)]
 FIELD_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
-
-
-class _Contract(BaseModel):
-    # Our own record shapes: a field the version does not declare is a new version, not a guess.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# ---- version 1 of every topic -----------------------------------------------------------------
-
-
-class DeviceReadingV1(_Contract):
-    """devices v1: one raw reading of the IoT simulator (or a real device speaking its shape)."""
-
-    device_id: Name
-    device_type: Name | None = None
-    sensor: Name
-    value: Number
-    unit: Annotated[str, StringConstraints(min_length=1, max_length=32)]
-    ts: IsoInstant
-
-
-class MachineMetricV1(_Contract):
-    """machine-metrics v1: one factory machine parameter value at an epoch second."""
-
-    id: Id
-    val: Number
-    time: EpochSeconds
-
-
-class WorkOrderV1(_Contract):
-    """work-orders v1: cumulative production of one product at an epoch second."""
-
-    time: EpochSeconds
-    product: Id
-    production: Number
-
-
-class UserEventV1(_Contract):
-    """user-events v1: an event as the events API stored it (id and receive time assigned)."""
-
-    event_id: Annotated[str, StringConstraints(pattern=EVENT_ID_PATTERN)]
-    user_id: Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
-    event_type: Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)]
-    occurred_at: IsoInstant | None
-    properties: dict[str, Any]
-    received_at: IsoInstant
-
-
-class MatchV1(BaseModel):
-    """matches v1: a football-data.org v4 match; the fields we rely on, the rest kept as sent."""
-
-    # An external API adds fields over time; they are kept, not a reason to reject the match.
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    id: Id
-    utcDate: IsoInstant  # the API's own field name
-    status: Name
-
-    @model_validator(mode="after")
-    def _plain_field_names(self) -> MatchV1:
-        # Extra fields become top-level document fields: "$x" or "a.b" would be read as operators
-        # or paths by MongoDB, so such a record is rejected rather than half-stored.
-        odd = [k for k in self.model_extra or {} if not re.fullmatch(FIELD_NAME_PATTERN, k)]
-        if odd:
-            raise ValueError(f"unexpected field names {sorted(odd)[:5]}")
-        return self
-
-
-CONTRACTS: dict[tuple[str, int], type[BaseModel]] = {
-    ("devices", 1): DeviceReadingV1,
-    ("machine-metrics", 1): MachineMetricV1,
-    ("work-orders", 1): WorkOrderV1,
-    ("user-events", 1): UserEventV1,
-    ("matches", 1): MatchV1,
-}
 
 
 # ---- lookups ----------------------------------------------------------------------------------
@@ -176,19 +101,6 @@ def parse_schema_version(header: bytes | str | None) -> int:
     if not re.fullmatch(r"[0-9]{1,6}", text.strip()):
         raise ContractError(f"{SCHEMA_VERSION_HEADER} header {text[:20]!r} is not a whole number")
     return int(text)
-
-
-def contract_for(topic: str, version: int) -> type[BaseModel]:
-    """The model of (topic, version); ContractError naming what is registered otherwise."""
-    model = CONTRACTS.get((topic, version))
-    if model is not None:
-        return model
-    known = sorted(v for t, v in CONTRACTS if t == topic)
-    if not known:
-        topics = ", ".join(sorted({t for t, _ in CONTRACTS}))
-        raise ContractError(f"no contract for topic {topic!r} (known topics: {topics})")
-    versions = ", ".join(str(v) for v in known)
-    raise ContractError(f"unknown schema_version {version} for topic {topic} (known: {versions})")
 
 
 def json_type(value: Any) -> str:
@@ -214,9 +126,8 @@ def describe_errors(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def validate_record(topic: str, version: int, payload: Any) -> BaseModel:
-    """The payload as its contract's model; ContractError with the reason when it does not fit."""
-    model = contract_for(topic, version)
+def validate_record(model: type[BaseModel], payload: Any) -> BaseModel:
+    """The payload as `model`; ContractError with the reason when it does not fit."""
     if not isinstance(payload, dict):
         raise ContractError(f"record must be a JSON object, got {json_type(payload)}")
     try:

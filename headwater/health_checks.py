@@ -11,8 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from headwater.kafka_admin import PartitionState
-from headwater.offsets import PartitionOffsets, partition_lag
+from headwater.kafka_admin import PartitionOffsets, PartitionState, partition_lag
 
 HealthResult = dict[str, Any]
 
@@ -32,6 +31,7 @@ CHECK_LAG = "consumer_lag"
 CHECK_FRESHNESS = "source_freshness"
 CHECK_HEALTHZ = "service_healthz"
 CHECK_MONGO = "mongo_ping"
+CHECK_DECLARATIONS = "source_declarations"
 ALL_CHECKS = (
     CHECK_BROKERS,
     CHECK_PARTITIONS,
@@ -40,6 +40,7 @@ ALL_CHECKS = (
     CHECK_FRESHNESS,
     CHECK_HEALTHZ,
     CHECK_MONGO,
+    CHECK_DECLARATIONS,
 )
 
 
@@ -49,7 +50,8 @@ def health_result(check: str, ok: bool, detail: str, measured: dict[str, Any]) -
 
 
 def as_utc(value: datetime) -> datetime:
-    """pymongo hands back naive UTC datetimes; make every instant aware before comparing."""
+    """An instant as aware UTC; a naive one is taken as UTC (documents read by a client that is not
+    tz-aware, e.g. a hand-made Airflow connection without tz_aware in its extra)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -242,4 +244,39 @@ def check_mongo_answers(elapsed_s: float | None, error: str | None, bound_s: flo
         return health_result(CHECK_MONGO, False, detail, measured)
     return health_result(
         CHECK_MONGO, True, f"MongoDB answered ping in {elapsed_s * 1000:.0f} ms", measured
+    )
+
+
+def check_declarations(
+    problems: Mapping[str, str],
+    file_problems: Mapping[str, str],
+    paused: Mapping[str, str],
+    valid: Iterable[str],
+) -> HealthResult:
+    """Every entry of the declaration files is valid and no topic is paused for want of one.
+
+    `problems`: source -> what is wrong with its entry; `file_problems`: file -> why it could not
+    be read; `paused`: topic -> why the consumer does not read it (from its heartbeats).
+    """
+    valid = sorted(valid)
+    measured = {
+        "valid": valid,
+        "invalid": dict(sorted(problems.items())),
+        "unreadable_files": dict(sorted(file_problems.items())),
+        "paused_topics": dict(sorted(paused.items())),
+    }
+    lines = [f"source {name}: {why}" for name, why in sorted(problems.items())]
+    lines += [f"file {path}: {why}" for path, why in sorted(file_problems.items())]
+    lines += [
+        f"topic {topic} paused: {why}"
+        for topic, why in sorted(paused.items())
+        if not any(why.startswith(f"source {name}:") for name in problems)
+    ]
+    if lines:
+        return health_result(CHECK_DECLARATIONS, False, "; ".join(lines), measured)
+    return health_result(
+        CHECK_DECLARATIONS,
+        True,
+        f"{len(valid)} sources declared and read: {', '.join(valid)}",
+        measured,
     )

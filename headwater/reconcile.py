@@ -1,4 +1,10 @@
-"""Did an ingest run's window land? pulled vs produced vs stored + rejected, from MongoDB."""
+"""Did an ingest run land? pulled vs produced vs stored + rejected, counted by the run's own keys.
+
+A run's records carry its run_id (a message header the consumer keeps in `ingest.run_id`, and in
+a reject's `run_id`), so reconcile counts exactly what this run produced: not whatever else lies in
+its time window (another client's records, another source sharing the collection). Both counts are
+served by indexes ((source, ingest.run_id) on the collection, (topic, run_id) on `rejected`).
+"""
 
 from __future__ import annotations
 
@@ -6,24 +12,14 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any
 
 from pymongo.database import Database
 
 from headwater.contracts import Collections
-from headwater.sources import Source, ensure_utc, format_time
+from headwater.sources import Source
 
 log = logging.getLogger(__name__)
-
-# Where the consumer stores each source, and the stored field that holds its event time.
-STORED_IN: dict[str, tuple[str, str]] = {
-    "devices": (Collections.READINGS, "ts"),
-    "machine-metrics": (Collections.READINGS, "ts"),
-    "work-orders": (Collections.WORK_ORDERS, "ts"),
-    "user-events": (Collections.USER_EVENTS, "received_at"),
-    "matches": (Collections.MATCHES, "utcDate"),
-}
 
 
 class ReconcileError(RuntimeError):
@@ -65,25 +61,12 @@ def count(db: Database, collection: str, query: dict[str, Any]) -> int:
     return db[collection].count_documents(query)
 
 
-def count_window(db: Database, source: Source, since: datetime, until: datetime) -> tuple[int, int]:
-    """(stored, rejected) for one source's window: stored documents whose event time is in it,
-    and distinct keys quarantined from messages produced for exactly this window."""
-    collection, time_field = STORED_IN[source.name]
-    # pymongo hands back naive UTC datetimes; query with the same.
-    bounds = {
-        "$gte": ensure_utc(since).replace(tzinfo=None),
-        "$lt": ensure_utc(until).replace(tzinfo=None),
-    }
-    stored = count(db, collection, {"source": source.name, time_field: bounds})
-    start, end = format_time(since, "iso8601"), format_time(until, "iso8601")
-    keys: set[Any] = set()
-    # Re-running a window produces the same keys at new offsets: count each key once.
-    for doc in db[Collections.REJECTED].find(
-        {"topic": source.topic, "headers.value": start}, {"key": 1, "headers": 1}
-    ):
-        headers = {h.get("name"): h.get("value") for h in doc.get("headers") or []}
-        if headers.get("window_start") == start and headers.get("window_end") == end:
-            keys.add(doc.get("key"))
+def count_run(db: Database, source: Source, run_id: str) -> tuple[int, int]:
+    """(stored, rejected) of one run: documents of `source` whose latest write came from the run,
+    and distinct keys of the run's messages that were quarantined."""
+    stored = count(db, source.collection, {"source": source.name, "ingest.run_id": run_id})
+    # A retried task produces the same keys again at new offsets: count each key once.
+    keys = db[Collections.REJECTED].distinct("key", {"topic": source.topic, "run_id": run_id})
     return stored, len(keys)
 
 
@@ -91,10 +74,11 @@ def behind(
     targets: Mapping[tuple[str, int], int], committed: Mapping[tuple[str, int], int]
 ) -> dict[tuple[str, int], int]:
     """Partitions whose committed offset has not reached its target: (topic, partition) -> gap."""
+    # Nothing committed yet (Kafka's -1001 "no offset" sentinel, or absent) counts from 0.
     return {
-        tp: target - committed.get(tp, -1)
+        tp: target - max(committed.get(tp, 0), 0)
         for tp, target in targets.items()
-        if target > 0 and committed.get(tp, -1) < target
+        if target > 0 and max(committed.get(tp, 0), 0) < target
     }
 
 
@@ -126,8 +110,7 @@ def wait_for_commits(
 def reconcile(
     db: Database,
     source: Source,
-    since: datetime,
-    until: datetime,
+    run_id: str,
     pulled: int,
     produced: int,
     *,
@@ -135,16 +118,23 @@ def reconcile(
     poll_s: float = 2.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Tally:
-    """Wait (bounded) until the window has landed; raise ReconcileError with the numbers if not."""
+    """Wait (bounded) until the run's records have landed; ReconcileError with the numbers
+    if not."""
     deadline = time.monotonic() + timeout_s
     while True:
-        stored, rejected = count_window(db, source, since, until)
+        stored, rejected = count_run(db, source, run_id)
         tally = Tally(pulled, produced, stored, rejected)
         problem = mismatch(tally)
         if problem is None:
-            log.info("reconciled source=%s %s", source.name, tally.as_dict())
+            log.info("reconciled source=%s run_id=%s %s", source.name, run_id, tally.as_dict())
             return tally
         if tally.landed > produced or time.monotonic() >= deadline:
-            log.error("reconcile failed source=%s %s: %s", source.name, tally.as_dict(), problem)
-            raise ReconcileError(f"source {source.name} [{since} .. {until}): {problem}")
+            log.error(
+                "reconcile failed source=%s run_id=%s %s: %s",
+                source.name,
+                run_id,
+                tally.as_dict(),
+                problem,
+            )
+            raise ReconcileError(f"source {source.name} run {run_id}: {problem}")
         sleep(poll_s)

@@ -14,7 +14,6 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FILTERS_FILE = REPO_ROOT / "consumer" / "filters.yaml"
 
 
 def _config(prefix: str) -> SettingsConfigDict:
@@ -194,6 +193,9 @@ class ServiceSettings(BaseSettings):
     events_max_body_bytes: int = 1_048_576
     # The external-API stand-in: its data folder, default page size (a BATCH_SIZE) and maximum.
     standin_data_dir: Path = REPO_ROOT / "producer" / "standin" / "data"
+    # A second folder the stand-in also serves (files of sources that are not in git, or a test's
+    # own); a route name in both folders is served from standin_data_dir.
+    standin_extra_data_dir: Path | None = None
     page_size: int = 500
     max_page_size: int = 5000
     # Devices of the deterministic simulator (spread over the four device types).
@@ -202,9 +204,18 @@ class ServiceSettings(BaseSettings):
     # pipeline_health sensors poke this often (reschedule mode: each poke is a short task run).
     health_poke_interval_s: float = 30.0
 
-    @field_validator("standin_data_dir")
+    # Every declared source: sources.yaml, plus (optional) a second file of local entries that is
+    # not in git. An entry name in both files is a problem of that entry, reported, not merged.
+    sources_file: Path = REPO_ROOT / "sources.yaml"
+    sources_extra_file: Path | None = None
+
+    @field_validator(
+        "standin_data_dir", "standin_extra_data_dir", "sources_file", "sources_extra_file"
+    )
     @classmethod
-    def _relative_to_repo(cls, value: Path) -> Path:
+    def _relative_to_repo(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
         return value if value.is_absolute() else REPO_ROOT / value
 
 
@@ -233,7 +244,6 @@ class ConsumerSettings(BaseSettings):
     rejected_raw_max_bytes: int = 65_536
     session_timeout_ms: int = 10_000
     mongo_timeout_ms: int = 5_000
-    filters_file: Path = FILTERS_FILE
 
 
 class Settings(BaseSettings):

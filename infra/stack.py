@@ -17,16 +17,14 @@ import sys
 import time
 from pathlib import Path
 
-from pymongo import MongoClient
-
-from db.bootstrap import bootstrap as bootstrap_db
-from headwater.kafka_admin import admin_client, ensure_topics
+from headwater.clients import redact_uri
 from headwater.settings import REPO_ROOT, Settings, get_settings
 from headwater.sources import load_sources, pipeline_topics
 from infra import airflow as airflow_proc
 from infra import airflow_db, kafka_cluster, mongo_server, supervisor
 from infra.health import Check, check_all
 from infra.supervisor import Program
+from producer import declarations
 
 log = logging.getLogger("headwater.stack")
 
@@ -172,18 +170,16 @@ def up(settings: Settings) -> None:
     _supervisorctl(settings, "start", "all", check=False)
 
     wait_healthy(settings, settings.stack.start_timeout_s)
-    created = ensure_topics(
-        admin_client(settings),
-        pipeline_topics(),
-        settings.kafka.partitions,
-        settings.kafka.replication_factor,
-    )
-    if created:
-        _say(f"created topics {', '.join(created)}")
-    with MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=10_000) as client:
-        # The embedded server has no collMod: validators are set when a collection is created.
-        bootstrap_db(client[settings.mongo.db], update_validators=not settings.mongo.embedded)
+    # Every valid source entry: its topic, collection, validator and indexes (an invalid entry is
+    # reported and its topic left paused; the others are applied).
+    applied = declarations.apply(settings)
+    if applied.topics_created:
+        _say(f"created topics {', '.join(applied.topics_created)}")
     _say(f"MongoDB collections and indexes ready in database {settings.mongo.db}")
+    for name, problem in sorted(applied.problems.items()):
+        _say(f"source {name} NOT applied (its topic stays paused): {problem}")
+    for path, problem in sorted(applied.file_problems.items()):
+        _say(f"declarations file {path}: {problem}")
     running: list[str] = []
     if settings.airflow.unpause_dags:
         expected = {"ingest_" + name.replace("-", "_") for name in load_sources()}
@@ -377,9 +373,9 @@ def print_summary(settings: Settings, dags: list[str] | None = None) -> None:
         f"""
 Headwater stack is up ({settings.stack.run_dir})
   Airflow UI     {a.base_url}   login {a.user} / {a.password.get_secret_value()}
-  Airflow DB     {_redacted(airflow_proc.sql_alchemy_conn(settings))}
+  Airflow DB     {redact_uri(airflow_proc.sql_alchemy_conn(settings))}
   Kafka          {k.bootstrap_servers} (controller {k.host}:{k.controller_port})
-  MongoDB        {m.uri} database {m.db}{embedded}
+  MongoDB        {redact_uri(m.uri)} database {m.db}{embedded}
   mongosh        make mongosh
   Events API     http://{svc.host}:{svc.flask_port}   (POST /events with header X-API-Key)
   External API   http://{svc.host}:{svc.external_api_port}   (stand-in: /devices and data files)
@@ -391,15 +387,6 @@ Headwater stack is up ({settings.stack.run_dir})
 """,
         flush=True,
     )
-
-
-def _redacted(url: str) -> str:
-    """A database URL without its password."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not sep or not at:
-        return url
-    return f"{scheme}://{creds.partition(':')[0]}:***@{host}"
 
 
 def logs(settings: Settings) -> None:

@@ -9,10 +9,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_base
 
+from headwater import clients
 from headwater.settings import Settings
 from headwater.sources import Source, get_path, in_window, parse_time, window_params
 
@@ -41,6 +44,10 @@ class RetryPolicy:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0
 
+    def backoff(self) -> wait_base:
+        """The wait between attempts when the source does not say how long (Retry-After)."""
+        return clients.backoff(self.base_delay_s, self.max_delay_s)
+
 
 @dataclass
 class PullStats:
@@ -55,11 +62,6 @@ class PullStats:
 
 
 # ---- pure decisions ---------------------------------------------------------------------------
-
-
-def backoff_delay(attempt: int, policy: RetryPolicy) -> float:
-    """Capped exponential backoff before retry number `attempt` (1-based)."""
-    return min(policy.max_delay_s, policy.base_delay_s * 2 ** (attempt - 1))
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -146,6 +148,48 @@ def auth_headers(source: Source, environ: dict[str, str] | None = None) -> dict[
 # ---- I/O ---------------------------------------------------------------------------------------
 
 
+class _Retryable(Exception):
+    """One attempt at a page failed in a way another attempt can cure."""
+
+    def __init__(self, problem: str, retry_after_s: float | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.retry_after_s = retry_after_s
+
+
+def _get_once(
+    session: requests.Session,
+    url: str,
+    params: dict[str, str],
+    headers: dict[str, str],
+    policy: RetryPolicy,
+) -> Any:
+    """One GET of a page: its JSON body, or _Retryable, SourceError or SourceUnavailable."""
+    try:
+        resp = session.get(
+            url,
+            params=params,
+            headers=headers,
+            timeout=(policy.connect_timeout_s, policy.read_timeout_s),
+        )
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+    if resp.status_code == 200:
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise SourceError(f"{url}: response is not JSON ({exc})") from exc
+    problem = f"HTTP {resp.status_code}: {resp.text[:300]}"
+    if resp.status_code == 429:
+        wait = parse_retry_after(resp.headers.get("Retry-After"), datetime.now(UTC))
+        if wait is not None and wait > policy.max_retry_after_s:
+            raise SourceUnavailable(f"{url}: rate limited for {wait:.0f}s ({problem})")
+        raise _Retryable(problem, wait)
+    if resp.status_code in RETRYABLE_STATUS:
+        raise _Retryable(problem)
+    raise SourceError(f"{url} {params}: {problem}")
+
+
 def _get_page(
     session: requests.Session,
     url: str,
@@ -156,39 +200,42 @@ def _get_page(
     sleep: Callable[[float], None],
 ) -> Any:
     """GET one page; retry 5xx, timeouts and 429 (honouring Retry-After); raise on other 4xx."""
-    for attempt in range(1, policy.attempts + 1):
-        wait: float | None = None
-        try:
-            resp = session.get(
-                url,
-                params=params,
-                headers=headers,
-                timeout=(policy.connect_timeout_s, policy.read_timeout_s),
-            )
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            problem = f"{type(exc).__name__}: {exc}"
-        else:
-            if resp.status_code == 200:
-                try:
-                    return resp.json()
-                except ValueError as exc:
-                    raise SourceError(f"{url}: response is not JSON ({exc})") from exc
-            problem = f"HTTP {resp.status_code}: {resp.text[:300]}"
-            if resp.status_code == 429:
-                wait = parse_retry_after(resp.headers.get("Retry-After"), datetime.now(UTC))
-                if wait is not None and wait > policy.max_retry_after_s:
-                    raise SourceUnavailable(f"{url}: rate limited for {wait:.0f}s ({problem})")
-            elif resp.status_code not in RETRYABLE_STATUS:
-                raise SourceError(f"{url} {params}: {problem}")
-        if attempt == policy.attempts:
-            raise SourceUnavailable(f"{url}: gave up after {attempt} attempts ({problem})")
-        delay = wait if wait is not None else backoff_delay(attempt, policy)
+    backoff_wait = policy.backoff()
+
+    def _problem(state: RetryCallState) -> _Retryable:
+        error = state.outcome.exception() if state.outcome else None
+        assert isinstance(error, _Retryable)
+        return error
+
+    def wait(state: RetryCallState) -> float:
+        asked = _problem(state).retry_after_s
+        return asked if asked is not None else backoff_wait(state)
+
+    def count_retry(state: RetryCallState) -> None:
         stats.retries += 1
         log.warning(
-            "source retry url=%s attempt=%d delay_s=%.2f problem=%s", url, attempt, delay, problem
+            "source retry url=%s attempt=%d delay_s=%.2f problem=%s",
+            url,
+            state.attempt_number,
+            state.upcoming_sleep,
+            _problem(state).problem,
         )
-        sleep(delay)
-    raise AssertionError("unreachable")
+
+    def give_up(state: RetryCallState) -> NoReturn:
+        problem = _problem(state)
+        raise SourceUnavailable(
+            f"{url}: gave up after {state.attempt_number} attempts ({problem.problem})"
+        ) from problem
+
+    retrying = Retrying(
+        stop=stop_after_attempt(policy.attempts),
+        wait=wait,
+        retry=retry_if_exception_type(_Retryable),
+        before_sleep=count_retry,
+        retry_error_callback=give_up,
+        sleep=sleep,
+    )
+    return retrying(_get_once, session, url, params, headers, policy)
 
 
 def pull(

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from pymongo import MongoClient
-
+from headwater.clients import mongo_client, producer_config
 from headwater.kafka_admin import admin_client, group_offsets
 from headwater.reconcile import reconcile, wait_for_commits
 from headwater.settings import Settings, get_settings
@@ -37,7 +36,7 @@ def ingest_window(
     """Pull exactly [since, until) from `source` and produce every record; raises on any loss."""
     since, until = ensure_utc(since), ensure_utc(until)
     stats = PullStats()
-    config = {**settings.kafka.producer_config(), **(producer_overrides or {})}
+    config = producer_config(settings, producer_overrides)
     log.info(
         "ingest start source=%s topic=%s since=%s until=%s run_id=%s",
         source.name,
@@ -69,15 +68,19 @@ def ingest_run(
     """What an ingest DAG task does: pick the run's window, ingest it, return the counts."""
     since, until = run_window(interval_start, interval_end, params)
     result = ingest_window(get_source(source_name), since, until, get_settings(), run_id=run_id)
-    return {**result.as_dict(), "since": since.isoformat(), "until": until.isoformat()}
+    return {
+        **result.as_dict(),
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "run_id": run_id,
+    }
 
 
 def reconcile_run(source_name: str, ingested: dict[str, Any]) -> dict[str, Any]:
-    """What an ingest DAG's reconcile task does: wait for the window in MongoDB, compare counts."""
+    """What an ingest DAG's reconcile task does: wait until the consumer committed past what the
+    run produced, then count the run's own keys in MongoDB and compare."""
     settings = get_settings()
     source = get_source(source_name)
-    since = datetime.fromisoformat(ingested["since"])
-    until = datetime.fromisoformat(ingested["until"])
     admin = admin_client(settings)
     group = settings.consumer.group or settings.kafka.consumer_group
 
@@ -85,7 +88,8 @@ def reconcile_run(source_name: str, ingested: dict[str, Any]) -> dict[str, Any]:
         answer = group_offsets(admin, group, [source.topic])
         return (
             {(o.topic, o.partition): o.high for o in answer},
-            {(o.topic, o.partition): o.committed for o in answer},
+            # No commit yet is Kafka's -1001 sentinel: the group starts at the low watermark.
+            {(o.topic, o.partition): o.committed if o.committed >= 0 else o.low for o in answer},
         )
 
     gaps = wait_for_commits(offsets, timeout_s=RECONCILE_TIMEOUT_S)
@@ -95,12 +99,11 @@ def reconcile_run(source_name: str, ingested: dict[str, Any]) -> dict[str, Any]:
         source.topic,
         f"behind {gaps}" if gaps else "committed past the window",
     )
-    with MongoClient(settings.mongo.uri, serverSelectionTimeoutMS=10_000) as client:
+    with mongo_client(settings) as client:
         tally = reconcile(
             client[settings.mongo.db],
             source,
-            since,
-            until,
+            ingested["run_id"],
             pulled=ingested["pulled"],
             produced=ingested["produced"],
             # Caught up: the counts should add up at once (a little slack for a late batch).

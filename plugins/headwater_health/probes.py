@@ -20,13 +20,10 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from headwater import health_checks as hc
-from headwater import kafka_admin
 from headwater.contracts import Collections
-from headwater.kafka_admin import cluster_brokers, partition_states
-from headwater.offsets import PartitionOffsets
-from headwater.reconcile import STORED_IN
+from headwater.kafka_admin import cluster_brokers, group_offsets, partition_states
 from headwater.settings import Settings
-from headwater.sources import load_sources, pipeline_topics
+from headwater.sources import load_catalog, load_sources, pipeline_topics
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +63,6 @@ def probe_heartbeat(
     return hc.check_heartbeat_fresh(list(docs), now, limit)
 
 
-def group_offsets(admin: AdminClient, group: str, topics: list[str]) -> list[PartitionOffsets]:
-    """Committed offset and low/high watermarks of every partition of `topics` for `group`."""
-    return [
-        PartitionOffsets(o.topic, o.partition, o.committed, o.low, o.high)
-        for o in kafka_admin.group_offsets(admin, group, topics, timeout_s=TIMEOUT_S)
-    ]
-
-
 def probe_lag(
     settings: Settings,
     admin: AdminClient,
@@ -86,7 +75,7 @@ def probe_lag(
     Computed from Kafka rather than from the heartbeat: a dead consumer's last heartbeat still
     shows the lag it had, while messages keep arriving.
     """
-    offsets = group_offsets(admin, _group(settings), topics or pipeline_topics())
+    offsets = group_offsets(admin, _group(settings), topics or pipeline_topics(), TIMEOUT_S)
     return hc.check_lag_under(offsets, int(max_lag_per_topic))
 
 
@@ -97,22 +86,36 @@ def probe_freshness(
     sources: list[str] | str | None = None,
     **_: Any,
 ) -> HealthResult:
-    """Newest stored event time of each source (STORED_IN) vs its bound from sources.yaml."""
+    """Newest stored event time of each source (its declared collection) vs its bound."""
     declared = load_sources()
     if isinstance(sources, str):
         sources = [s.strip() for s in sources.split(",") if s.strip()]
     names = list(sources or hc.DEFAULT_FRESHNESS_SOURCES)
-    unknown = [n for n in names if n not in declared or n not in STORED_IN]
+    unknown = [n for n in names if n not in declared]
     if unknown:
         raise ValueError(f"unknown sources {unknown}; declared: {sorted(declared)}")
     bounds = {n: hc.freshness_bound_s(declared[n].interval_s) for n in names}
     newest: dict[str, datetime | None] = {}
     for name in names:
-        collection, time_field = STORED_IN[name]
-        # sort + limit 1 on the time index (readings: source_ts), on MongoDB and the embedded server
+        collection, time_field = declared[name].collection, declared[name].stored_time_field
+        # sort + limit 1 on the (source, time) index every source collection gets
         doc = db[collection].find_one({"source": name}, {time_field: 1}, sort=[(time_field, -1)])
         newest[name] = doc.get(time_field) if doc else None
     return hc.check_sources_fresh(newest, bounds, now)
+
+
+def probe_declarations(settings: Settings, db: Database, **_: Any) -> HealthResult:
+    """The declaration files as they are now, and the topics the consumer reports paused."""
+    catalog = load_catalog(settings)
+    paused: dict[str, str] = {}
+    docs = db[Collections.PIPELINE_STATUS].find(
+        {"kind": "consumer", "group": _group(settings), "phase": {"$in": ["running", "starting"]}},
+        {"paused_topics": 1},
+    )
+    for doc in docs:
+        for item in doc.get("paused_topics") or []:
+            paused[str(item.get("topic"))] = str(item.get("problem"))
+    return hc.check_declarations(catalog.problems, catalog.file_problems, paused, catalog.sources)
 
 
 def probe_healthz(settings: Settings, **_: Any) -> HealthResult:
@@ -157,6 +160,7 @@ PROBES: dict[str, Callable[..., HealthResult]] = {
     hc.CHECK_FRESHNESS: probe_freshness,
     hc.CHECK_HEALTHZ: probe_healthz,
     hc.CHECK_MONGO: probe_mongo,
+    hc.CHECK_DECLARATIONS: probe_declarations,
 }
 # Which checks need which handle: the sensor only opens the connections a check uses.
 NEEDS_KAFKA = frozenset({hc.CHECK_BROKERS, hc.CHECK_PARTITIONS, hc.CHECK_LAG})

@@ -7,21 +7,19 @@ Every check collects problems instead of stopping at the first, so one 400 names
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from producer.events.rules import TextRule, event_rules
 from producer.events.times import format_utc, parse_iso
 
-USER_ID_MAX = 128
-EVENT_TYPE_MAX = 64
-USER_ID_CHARS = re.compile(r"[A-Za-z0-9_.:@-]+")
-EVENT_TYPE_PATTERN = re.compile(r"[a-z][a-z0-9_.-]*")
-MAX_FUTURE = timedelta(minutes=5)
+# user_id, event_type, the properties' size and occurred_at's lead come from the user-events
+# declaration (producer/events/rules.py), so the API and the consumer hold one set of rules.
+RULES = event_rules()
 MAX_PROPERTY_KEYS = 64
-MAX_PROPERTIES_BYTES = 16 * 1024
+MAX_PROPERTIES_BYTES = RULES.properties_max_bytes
 EVENT_FIELDS = ("user_id", "event_type", "occurred_at", "properties")
 BATCH_FIELDS = ("events",)
 _FIELD_NAME_MAX = 64
@@ -117,24 +115,22 @@ def _unknown_fields(raw: Mapping[str, Any], allowed: tuple[str, ...], prefix: st
     return [Problem(_field(prefix, key), hint) for key in raw if key not in allowed]
 
 
-def _check_user_id(value: Any) -> str | None:
+def _check_text(value: Any, rule: TextRule, hint: str) -> str | None:
     if not isinstance(value, str):
         return f"must be a string, got {json_type(value)}"
-    if not 1 <= len(value) <= USER_ID_MAX:
-        return f"must be 1 to {USER_ID_MAX} characters, got {len(value)}"
-    if not USER_ID_CHARS.fullmatch(value):
-        return "may only contain letters, digits and _ . : @ -"
+    if not rule.min_length <= len(value) <= rule.max_length:
+        return f"must be {rule.min_length} to {rule.max_length} characters, got {len(value)}"
+    if not rule.matches(value):
+        return f"{hint} (must match {rule.pattern_text})"
     return None
+
+
+def _check_user_id(value: Any) -> str | None:
+    return _check_text(value, RULES.user_id, "may only contain letters, digits and _ . : @ -")
 
 
 def _check_event_type(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return f"must be a string, got {json_type(value)}"
-    if not 1 <= len(value) <= EVENT_TYPE_MAX:
-        return f"must be 1 to {EVENT_TYPE_MAX} characters, got {len(value)}"
-    if not EVENT_TYPE_PATTERN.fullmatch(value):
-        return "must match ^[a-z][a-z0-9_.-]*$ (lower case, starting with a letter)"
-    return None
+    return _check_text(value, RULES.event_type, "lower case, starting with a letter")
 
 
 def _check_occurred_at(value: Any, now: datetime) -> tuple[datetime | None, str | None]:
@@ -149,8 +145,9 @@ def _check_occurred_at(value: Any, now: datetime) -> tuple[datetime | None, str 
     if moment.tzinfo is None or moment.utcoffset() is None:
         return None, "must include a timezone (Z or +HH:MM)"
     try:
-        if moment - now > MAX_FUTURE:
-            return None, f"is more than 5 minutes in the future (server time {format_utc(now)})"
+        if moment - now > RULES.max_future:
+            lead = f"{RULES.max_future.total_seconds():g} s"
+            return None, f"is more than {lead} in the future (server time {format_utc(now)})"
         return moment.astimezone(UTC), None
     except OverflowError:
         return None, "is out of the supported range"

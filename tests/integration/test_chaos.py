@@ -31,20 +31,21 @@ from typing import Any
 
 import pytest
 import requests
-from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from headwater.clients import mongo_client
 from headwater.contracts import Collections
 from headwater.health_checks import CHECK_BROKERS, CHECK_HEALTHZ
 from headwater.kafka_admin import admin_client, group_offsets
-from headwater.reconcile import count, count_window
+from headwater.reconcile import count
 from headwater.settings import REPO_ROOT, Settings
 from headwater.sources import get_source, record_key
 from infra import stack, supervisor
 from infra.airflow import airflow_token
 from producer.service import ingest_window
 from producer.simulator import malformed_kind, readings
+from tests.integration.landed import count_window
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 log = logging.getLogger(__name__)
@@ -64,7 +65,8 @@ print("HEALTH_RUN " + json.dumps({"state": str(run.state), "run_id": run.run_id,
 
 @pytest.fixture
 def db(live_stack: Settings) -> Iterator[Database]:
-    with MongoClient(live_stack.mongo.uri) as client:
+    # pymongo's default 30 s of server selection: reads right after a MongoDB restart wait for it.
+    with mongo_client(live_stack, 30_000) as client:
         yield client[live_stack.mongo.db]
 
 
@@ -141,7 +143,7 @@ def devices_landed(db: Database, since: datetime, until: datetime) -> tuple[int,
     rejected = {
         str(doc.get("key"))
         for doc in db[Collections.REJECTED].find(
-            {"topic": DEVICES.topic, "rejected_at": {"$gte": since.replace(tzinfo=None)}},
+            {"topic": DEVICES.topic, "rejected_at": {"$gte": since}},
             {"key": 1},
         )
     }
@@ -232,7 +234,7 @@ def recorded_failure(db: Database, check: str, since: datetime, needle: str) -> 
         {
             "check": check,
             "failures": {"$gte": 1},
-            "checked_at": {"$gte": since.replace(tzinfo=None)},
+            "checked_at": {"$gte": since},
         },
         sort=[("checked_at", -1)],
     )

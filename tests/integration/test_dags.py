@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from pymongo import MongoClient
 
-from headwater.reconcile import count, count_window
+from headwater.clients import mongo_client
+from headwater.reconcile import count
 from headwater.settings import REPO_ROOT, Settings
 from headwater.sources import get_source, load_sources
 from infra import stack
 from producer.simulator import malformed_kind, readings
+from tests.integration.landed import count_window
 
 _DAGBAG = """
 import json, time
@@ -76,9 +77,9 @@ def test_dag_files_import_cleanly_quickly_and_declare_their_contract(live_stack:
 
 
 def _stored_readings(settings: Settings, since: datetime, until: datetime) -> int:
-    with MongoClient(settings.mongo.uri) as client:
-        naive = {"$gte": since.replace(tzinfo=None), "$lt": until.replace(tzinfo=None)}
-        return count(client[settings.mongo.db], "readings", {"source": "devices", "ts": naive})
+    with mongo_client(settings) as client:
+        window = {"$gte": since, "$lt": until}
+        return count(client[settings.mongo.db], "readings", {"source": "devices", "ts": window})
 
 
 def test_ingest_dag_run_for_a_past_window_lands_exactly_and_rerun_changes_nothing(
@@ -115,7 +116,7 @@ PAST_WINDOWS = {
 
 
 def _landed(settings: Settings, source_name: str, since: datetime, until: datetime) -> tuple:
-    with MongoClient(settings.mongo.uri) as client:
+    with mongo_client(settings) as client:
         return count_window(client[settings.mongo.db], get_source(source_name), since, until)
 
 

@@ -13,9 +13,11 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from db.bootstrap import bootstrap
-from db.schema import COLLECTIONS, INDEXES
+from db.schema import current_schema
 from headwater.settings import REPO_ROOT, Settings
 from tests.integration.test_consumer_support import db_name, mongo_database, require_kafka_and_mongo
+
+SCHEMA = current_schema()
 
 
 @pytest.fixture
@@ -31,19 +33,19 @@ def index_names(db: Database, collection: str) -> set[str]:
 
 def test_bootstrap_creates_every_collection_and_index(fresh_db: Database) -> None:
     report = bootstrap(fresh_db)
-    assert sorted(report.created) == sorted(COLLECTIONS)
-    assert set(COLLECTIONS) <= set(fresh_db.list_collection_names())
-    for index in INDEXES:
+    assert sorted(report.created) == sorted(SCHEMA.collections)
+    assert set(SCHEMA.collections) <= set(fresh_db.list_collection_names())
+    for index in SCHEMA.indexes:
         assert index.name in index_names(fresh_db, index.collection)
 
 
 def test_bootstrap_twice_changes_nothing_and_keeps_data(fresh_db: Database) -> None:
     bootstrap(fresh_db)
     fresh_db.readings.insert_one({"_id": "d|t", "device_id": "d"})
-    before = {c: index_names(fresh_db, c) for c in COLLECTIONS}
+    before = {c: index_names(fresh_db, c) for c in SCHEMA.collections}
     second = bootstrap(fresh_db)
     assert second.created == []
-    assert {c: index_names(fresh_db, c) for c in COLLECTIONS} == before
+    assert {c: index_names(fresh_db, c) for c in SCHEMA.collections} == before
     assert fresh_db.readings.count_documents({}) == 1
 
 
@@ -76,5 +78,7 @@ def test_bootstrap_command_line(settings: Settings, fresh_db: Database) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert f"database {fresh_db.name}: created {len(COLLECTIONS)} collections" in result.stdout
-    assert set(COLLECTIONS) <= set(fresh_db.list_collection_names())
+    assert (
+        f"database {fresh_db.name}: created {len(SCHEMA.collections)} collections" in result.stdout
+    )
+    assert set(SCHEMA.collections) <= set(fresh_db.list_collection_names())

@@ -64,6 +64,7 @@ def test_every_query_script_uses_only_portable_operators() -> None:
         "sensor_stats",
         "reject_reasons",
         "events_per_user_hour",
+        "device_type_stats",
     }
     for path in scripts:
         # Operators are keys ($name followed by a colon); "$field" strings are field paths.
@@ -73,9 +74,11 @@ def test_every_query_script_uses_only_portable_operators() -> None:
 
 def reading(device: str, sensor: str, value: float, unit: str, minutes: int) -> dict[str, Any]:
     ts = T0 + timedelta(minutes=minutes)
+    kind = "machine" if device.startswith("machine") else device.split("-")[0]
     return {
         "_id": f"{device}|{ts.isoformat()}",
         "device_id": device,
+        "device_type": kind,
         "sensor": sensor,
         "value": value,
         "unit": unit,
@@ -127,6 +130,54 @@ def test_latest_reading_per_device(settings: Settings, seeded: Database) -> None
     ]
     only = run_query(settings, seeded, "latest_reading_per_device", DEVICE_PREFIX="thermo")
     assert [r["device_id"] for r in only] == ["thermostat-000"]
+
+
+def test_average_per_device_type_from_the_raw_readings(
+    settings: Settings, seeded: Database
+) -> None:
+    seeded.readings.insert_many(
+        [
+            reading("thermostat-000", "temperature", 20.0, "C", 0),
+            reading("thermostat-001", "temperature", 23.0, "C", 1),
+            reading("thermostat-000", "temperature", 26.0, "C", 2),
+            reading("barometer-001", "pressure", 1001.0, "hPa", 3),
+            reading("machine-param-19", "param_19", 8073.41, "unknown", 4),
+            reading("thermostat-000", "temperature", -40.0, "C", 90),  # outside the range
+        ]
+    )
+    window = {"FROM": iso(T0), "UNTIL": iso(T0 + timedelta(hours=1))}
+    assert run_query(settings, seeded, "device_type_stats", **window) == [
+        {
+            "device_type": "barometer",
+            "sensor": "pressure",
+            "unit": "hPa",
+            "devices": 1,
+            "count": 1,
+            "avg": 1001.0,
+            "min": 1001.0,
+            "max": 1001.0,
+        },
+        {
+            "device_type": "machine",
+            "sensor": "param_19",
+            "unit": "unknown",
+            "devices": 1,
+            "count": 1,
+            "avg": 8073.41,
+            "min": 8073.41,
+            "max": 8073.41,
+        },
+        {
+            "device_type": "thermostat",
+            "sensor": "temperature",
+            "unit": "C",
+            "devices": 2,
+            "count": 3,
+            "avg": 23.0,
+            "min": 20.0,
+            "max": 26.0,
+        },
+    ]
 
 
 def rollup(device: str, sensor: str, window: str, minute: int, values: list[float]) -> dict:

@@ -1,15 +1,23 @@
-"""The stack's PostgreSQL for Airflow: URL, server command, and where the binaries come from."""
+"""The stack's PostgreSQL for Airflow (URL, server command, binaries) and what Airflow is given."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
-from headwater.settings import AirflowDbSettings, AirflowSettings, Settings, StackSettings
+from headwater.clients import airflow_connections
+from headwater.settings import (
+    AirflowDbSettings,
+    AirflowSettings,
+    MongoSettings,
+    Settings,
+    StackSettings,
+)
 from infra import airflow_db
 from infra.airflow import airflow_env, sql_alchemy_conn
-from infra.stack import _redacted
+from infra.stack import print_summary
 
 
 def _settings(tmp_path: Path, **db: object) -> Settings:
@@ -50,8 +58,26 @@ def test_bin_dir_setting_wins(tmp_path: Path) -> None:
     assert airflow_db.bin_dir(_settings(tmp_path, bin_dir=tmp_path)) == tmp_path
 
 
-def test_summary_never_prints_the_password() -> None:
-    assert _redacted("postgresql+psycopg2://airflow:s3cret@127.0.0.1:5433/airflow") == (
-        "postgresql+psycopg2://airflow:***@127.0.0.1:5433/airflow"
+def test_summary_never_prints_the_database_passwords(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(
+        stack=StackSettings(run_dir=tmp_path),
+        airflow=AirflowSettings(
+            sql_alchemy_conn="postgresql+psycopg2://airflow:s3cret@127.0.0.1:5433/airflow"
+        ),
+        mongo=MongoSettings.model_validate({"MONGO_URI": "mongodb://app:m0ngo@db.example/"}),
     )
-    assert _redacted("sqlite:////x/airflow.db") == "sqlite:////x/airflow.db"
+    print_summary(settings)
+    out = capsys.readouterr().out
+    assert "postgresql+psycopg2://***@127.0.0.1:5433/airflow" in out
+    assert "mongodb://***@db.example/" in out
+    assert "s3cret" not in out and "m0ngo" not in out
+
+
+def test_airflow_gets_the_kafka_and_mongo_connections_from_clients(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    env = airflow_env(settings)
+    connections = airflow_connections(settings)
+    assert set(connections) == {"AIRFLOW_CONN_KAFKA_DEFAULT", "AIRFLOW_CONN_MONGO_DEFAULT"}
+    assert {name: env[name] for name in connections} == connections

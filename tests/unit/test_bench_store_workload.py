@@ -21,20 +21,19 @@ from bench.store_workload import (
     store_batches,
 )
 from bench.workload import interleave, user_event
-from consumer.filters import load_rules
 from consumer.pipeline import PipelineContext, sources_by_topic
-from db.schema import VALIDATORS
+from db.schema import current_schema
 from headwater.contracts import Collections
-from headwater.settings import FILTERS_FILE
 from headwater.sources import load_sources
 from tests.unit.test_consumer_schema import violations
+
+SCHEMA = current_schema()
 
 DEVICES = 8
 SOURCES = sources_by_topic(load_sources().values())
 CTX = PipelineContext(
     topic_map={"devices": "devices", "user-events": "user-events"},
     sources=SOURCES,
-    rules=load_rules(FILTERS_FILE),
 )
 
 
@@ -79,11 +78,21 @@ def test_stored_documents_have_the_pipelines_shape_and_pass_the_validators():
         Collections.READINGS_ROLLUP,
     }
     reading = stored[Collections.READINGS][0]
-    assert set(reading) == {"_id", "device_id", "sensor", "value", "unit", "ts", "source", "ingest"}
+    assert set(reading) == {
+        "_id",
+        "device_id",
+        "device_type",
+        "sensor",
+        "value",
+        "unit",
+        "ts",
+        "source",
+        "ingest",
+    }
     assert reading["_id"] == f"{reading['device_id']}|{reading['ts']:%Y-%m-%dT%H:%M:%SZ}"
     assert reading["source"] == "devices" and reading["ingest"]["run_id"] == "bench-store"
     for collection, docs in stored.items():
-        schema = VALIDATORS[collection]["$jsonSchema"]
+        schema = SCHEMA.validators[collection]["$jsonSchema"]
         for doc in docs[:500]:
             assert violations(schema, doc) == [], (collection, doc["_id"])
 

@@ -7,14 +7,15 @@ from datetime import UTC, datetime
 import pytest
 
 from bench.workload import INVALID_EVERY, interleave, is_invalid_event, user_event, user_events
-from headwater.contracts import ContractError, validate_record
+from headwater.contracts import ContractError
+from headwater.sources import get_source
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _valid(event: dict) -> bool:
     try:
-        validate_record("user-events", 1, event)
+        get_source("user-events").validate(1, event)
     except ContractError:
         return False
     return True

@@ -1,28 +1,47 @@
-"""Filter rules as configured in consumer/filters.yaml, applied as pure functions."""
+"""Filter rules as sources.yaml declares them, applied to stored bodies (pure)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
-from consumer.config import FILTERS_FILE
-from consumer.filters import FilterRules, check_record, load_rules
-from consumer.records import Match, Reading, UserEvent, WorkOrder
+from headwater.sources import Source, load_sources, parse_sources
 from producer.simulator import DEVICE_TYPES
+from tests.unit.declared import entry
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-RULES = load_rules(FILTERS_FILE)
+SOURCES = load_sources()
 
 
-def reading(sensor: str, value: float, unit: str, ts: datetime = NOW) -> Reading:
-    return Reading("dev-1", sensor, value, unit, ts)
+class Rules:
+    """check_record(body, RULES, now): the first rule of the body's source it fails."""
 
 
-def event(user_id: str = "user-1", event_type: str = "click", **kw: object) -> UserEvent:
-    fields: dict = {
+RULES = Rules()
+
+
+def check_record(body: dict[str, Any], _rules: Rules, now: datetime) -> str | None:
+    source: Source = body.pop("_source")
+    return source.check(body, now)
+
+
+def reading(sensor: str, value: float, unit: str, ts: datetime = NOW) -> dict[str, Any]:
+    return {
+        "_source": SOURCES["devices"],
+        "device_id": "dev-1",
+        "device_type": None,
+        "sensor": sensor,
+        "value": value,
+        "unit": unit,
+        "ts": ts,
+    }
+
+
+def event(user_id: str = "user-1", event_type: str = "click", **kw: object) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "_source": SOURCES["user-events"],
         "event_id": "01JAZ3V9Q8W4B5C6D7E8F9G0H1",
         "user_id": user_id,
         "event_type": event_type,
@@ -31,7 +50,15 @@ def event(user_id: str = "user-1", event_type: str = "click", **kw: object) -> U
         "received_at": NOW,
     }
     fields.update(kw)
-    return UserEvent(**fields)
+    return fields
+
+
+def work_order(production: float) -> dict[str, Any]:
+    return {"_source": SOURCES["work-orders"], "product": 0, "production": production, "ts": NOW}
+
+
+def match(status: str) -> dict[str, Any]:
+    return {"_source": SOURCES["matches"], "id": 1, "utcDate": NOW, "status": status}
 
 
 @pytest.mark.parametrize(
@@ -65,11 +92,12 @@ def test_wrong_unit_is_filtered() -> None:
     assert check_record(reading("temperature", 70, "F"), RULES, NOW) == "temperature unit must be C"
 
 
-def test_sensor_without_a_range_is_filtered_unless_unranged() -> None:
+def test_sensor_without_a_range_is_filtered_but_machine_metrics_have_no_ranges() -> None:
     assert check_record(reading("noise", 1, "dB"), RULES, NOW) == (
         "no range configured for sensor noise"
     )
-    assert check_record(reading("param_19", 8073.41, "unknown"), RULES, NOW) is None
+    machine = {**reading("param_19", 8073.41, "unknown"), "_source": SOURCES["machine-metrics"]}
+    assert check_record(machine, RULES, NOW) is None
 
 
 def test_reading_far_in_the_future_is_filtered() -> None:
@@ -101,27 +129,59 @@ def test_event_claiming_to_happen_long_after_it_was_received_is_filtered() -> No
 
 
 def test_blocked_event_types() -> None:
-    rules = FilterRules.model_validate({"user_events": {"blocked_event_types": ["debug"]}})
-    assert check_record(event(event_type="debug"), rules, NOW) == "blocked event_type debug"
+    spec = entry(
+        key_fields=["event_id"],
+        event_time_field="received_at",
+        contracts={
+            1: {
+                "fields": {"event_id": "string", "event_type": "string", "received_at": "timestamp"}
+            }
+        },
+        filters=[{"rule": "block", "field": "event_type", "values": ["debug"]}],
+    )
+    source = parse_sources({"sources": {"e": spec}})["e"]
+    body = {"event_id": "x", "event_type": "debug", "received_at": NOW, "_source": source}
+    assert check_record(body, RULES, NOW) == "blocked event_type debug"
 
 
 def test_negative_production_is_filtered() -> None:
-    assert check_record(WorkOrder(0, -1.0, NOW), RULES, NOW) == "production below 0"
-    assert check_record(WorkOrder(0, 0.0, NOW), RULES, NOW) is None
+    assert check_record(work_order(-1.0), RULES, NOW) == "production below 0"
+    assert check_record(work_order(0.0), RULES, NOW) is None
 
 
-def test_match_status_must_be_known() -> None:
-    assert check_record(Match(1, NOW, "FINISHED", {}), RULES, NOW) is None
-    assert check_record(Match(1, NOW, "WHATEVER", {}), RULES, NOW) == (
-        "status WHATEVER not accepted"
-    )
+def test_match_status_must_be_known_and_fixtures_far_ahead_are_plausible() -> None:
+    assert check_record(match("FINISHED"), RULES, NOW) is None
+    assert check_record(match("WHATEVER"), RULES, NOW) == "status WHATEVER not accepted"
+    fixture = {**match("SCHEDULED"), "utcDate": NOW + timedelta(days=200)}
+    assert check_record(fixture, RULES, NOW) is None
 
 
-def test_a_mistake_in_the_rules_file_fails_at_load(tmp_path: Path) -> None:
-    bad = tmp_path / "filters.yaml"
-    bad.write_text("readings:\n  sensors:\n    temperature: {unit: C, min: 60, max: -50}\n")
-    with pytest.raises(ValidationError, match=r"min 60\.0 is above max -50\.0"):
-        load_rules(bad)
-    bad.write_text("readings:\n  sensor: {}\n")
-    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
-        load_rules(bad)
+def test_event_time_older_than_the_declared_age_is_filtered() -> None:
+    spec = entry(plausibility={"max_future_s": 60, "max_age_s": 86400})
+    source = parse_sources({"sources": {"a": spec}})["a"]
+    old = {"device_id": "d", "ts": NOW - timedelta(days=2), "_source": source}
+    assert check_record(old, RULES, NOW) == "ts more than 86400 s in the past"
+    ahead = {"device_id": "d", "ts": NOW + timedelta(seconds=61), "_source": source}
+    assert check_record(ahead, RULES, NOW) == "ts more than 60 s in the future"
+
+
+def test_a_mistake_in_the_rules_is_a_problem_of_that_entry_named_at_load() -> None:
+    ranges = {
+        "rule": "ranges",
+        "by": "device_id",
+        "value": "ts",
+        "unit": "device_id",
+        "ranges": {"t": {"unit": "C", "min": 60, "max": -50}},
+    }
+    with pytest.raises(ValueError, match=r"min 60\.0 is above max -50\.0"):
+        parse_sources({"sources": {"a": entry(filters=[ranges])}})
+    with pytest.raises(ValueError, match="'sensor' is not a stored field"):
+        parse_sources(
+            {
+                "sources": {
+                    "a": entry(filters=[{"rule": "allow", "field": "sensor", "values": ["x"]}])
+                }
+            }
+        )
+    with pytest.raises(ValueError, match="does not match any of the expected tags"):
+        parse_sources({"sources": {"a": entry(filters=[{"rule": "maybe", "field": "ts"}])}})

@@ -10,8 +10,6 @@ from typing import Any
 import bson
 import pytest
 
-from consumer.config import FILTERS_FILE
-from consumer.filters import load_rules
 from consumer.messages import InboundMessage
 from consumer.mongo_store import unencodable
 from consumer.pipeline import PipelineContext, Rejected, Stored, process_message, sources_by_topic
@@ -22,7 +20,6 @@ TOPICS = ("devices", "machine-metrics", "work-orders", "user-events", "matches")
 CTX = PipelineContext(
     topic_map={t: t for t in TOPICS},
     sources=sources_by_topic(load_sources().values()),
-    rules=load_rules(FILTERS_FILE),
 )
 GOOD: dict[str, dict[str, Any]] = {
     "devices": {"device_id": "thermostat-000", "device_type": "thermostat",

@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 
-from consumer.config import FILTERS_FILE
-from consumer.filters import load_rules
 from consumer.messages import InboundMessage
 from consumer.pipeline import (
     PipelineContext,
@@ -55,7 +53,6 @@ def context(**topic_map: str) -> PipelineContext:
     return PipelineContext(
         topic_map={k.replace("_", "-"): v for k, v in mapping.items()},
         sources=sources_by_topic(load_sources().values()),
-        rules=load_rules(FILTERS_FILE),
         max_value_bytes=10_000,
         raw_max_bytes=100,
     )
@@ -94,6 +91,8 @@ def test_device_reading_becomes_one_uniform_reading_document() -> None:
     assert out.doc_id == "thermostat-000|2026-11-23T09:00:00Z"
     assert out.document == {
         "device_id": "thermostat-000",
+        # kept: "average per device type" groups by it
+        "device_type": "thermostat",
         "sensor": "temperature",
         "value": 21.5,
         "unit": "C",
@@ -187,6 +186,7 @@ def test_rejection_keeps_everything_needed_to_find_and_replay_the_message() -> N
         "headers": [{"name": n, "value": v.decode()} for n, v in HEADERS],
         "raw": {"size": 8, "truncated": False, "text": "not json"},
         "kafka_timestamp_ms": 1795424400000,
+        "run_id": "run-7",
         "rejected_at": NOW,
     }
 

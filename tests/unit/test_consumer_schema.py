@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from consumer.config import FILTERS_FILE
-from consumer.filters import load_rules
 from consumer.messages import InboundMessage
 from consumer.pipeline import PipelineContext, plan_batch, sources_by_topic
-from db.schema import COLLECTIONS, INDEXES, VALIDATORS
+from db.schema import current_schema
 from headwater.contracts import Collections
 from headwater.sources import load_sources
 from producer.simulator import readings
+
+SCHEMA = current_schema()
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
@@ -67,7 +67,7 @@ def violations(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:
 
 
 def test_the_checker_itself_catches_a_bad_reading() -> None:
-    schema = VALIDATORS[Collections.READINGS]["$jsonSchema"]
+    schema = SCHEMA.validators[Collections.READINGS]["$jsonSchema"]
     bad = {"_id": "x", "device_id": "d", "sensor": "s", "value": "1", "unit": "C", "source": "s"}
     assert violations(schema, bad) == [
         ".ts: required",
@@ -111,13 +111,12 @@ def test_every_document_the_consumer_writes_passes_its_collection_validator() ->
     ctx = PipelineContext(
         topic_map={t: t for t in topics},
         sources=sources_by_topic(load_sources().values()),
-        rules=load_rules(FILTERS_FILE),
     )
     plan = plan_batch(all_kinds_of_messages(), ctx, NOW)
     assert set(plan.upserts) == {"readings", "work_orders", "matches", "user_events"}
     assert plan.counts["rejected"] >= 3  # the tombstone, the binary value, malformed readings
     for collection, docs in [*plan.upserts.items(), (Collections.REJECTED, plan.rejections)]:
-        schema = VALIDATORS[collection]["$jsonSchema"]
+        schema = SCHEMA.validators[collection]["$jsonSchema"]
         for doc_id, doc in docs.items():
             assert violations(schema, {"_id": doc_id, **doc}) == [], (collection, doc_id)
 
@@ -135,16 +134,16 @@ def test_a_rollup_document_of_the_agreed_shape_passes_its_validator() -> None:
         "min": 20.1,
         "max": 22.9,
     }
-    schema = VALIDATORS[Collections.READINGS_ROLLUP]["$jsonSchema"]
+    schema = SCHEMA.validators[Collections.READINGS_ROLLUP]["$jsonSchema"]
     assert violations(schema, rollup) == []
 
 
-@pytest.mark.parametrize("collection", sorted(VALIDATORS))
+@pytest.mark.parametrize("collection", sorted(SCHEMA.validators))
 def test_validators_belong_to_bootstrapped_collections(collection: str) -> None:
-    assert collection in COLLECTIONS
+    assert collection in SCHEMA.collections
 
 
 def test_index_names_are_unique_per_collection() -> None:
-    names = [(i.collection, i.name) for i in INDEXES]
+    names = [(i.collection, i.name) for i in SCHEMA.indexes]
     assert len(names) == len(set(names))
-    assert all(i.collection in COLLECTIONS for i in INDEXES)
+    assert all(i.collection in SCHEMA.collections for i in SCHEMA.indexes)

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from consumer.config import FILTERS_FILE, ConsumerConfig
-from consumer.filters import load_rules
+from consumer.config import ConsumerConfig
 from consumer.kafka_source import CommitError, RebalanceListener
 from consumer.messages import InboundMessage, TopicPartition
 from consumer.metrics import ConsumerMetrics
@@ -17,7 +16,7 @@ from consumer.mongo_store import StoreUnavailable
 from consumer.pipeline import PipelineContext, WritePlan, sources_by_topic
 from consumer.service import ConsumerService
 from consumer.status import ConsumerState
-from headwater.offsets import OFFSET_INVALID, PartitionOffsets
+from headwater.kafka_admin import OFFSET_INVALID, PartitionOffsets
 from headwater.sources import load_sources
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -179,7 +178,6 @@ class Harness:
         ctx = PipelineContext(
             topic_map=self.config.topic_map,
             sources=sources_by_topic(load_sources().values()),
-            rules=load_rules(FILTERS_FILE),
         )
         self.state = ConsumerState("test-1", "g", "host", 1, NOW)
         self.service = ConsumerService(

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import requests
 
+from headwater.clients import delay_after
 from headwater.settings import Settings
 from headwater.sources import parse_sources
 from producer.kafka_out import INVALID_KEY_PREFIX, encode_value, message_headers, message_key
@@ -16,7 +17,6 @@ from producer.pull import (
     RetryPolicy,
     SourceError,
     SourceUnavailable,
-    backoff_delay,
     parse_retry_after,
     pull,
 )
@@ -61,8 +61,14 @@ def _source(**overrides: Any):
         "key_fields": ["id"],
         "event_time_field": "ts",
         "topic": "t",
+        "collection": "t",
     }
     spec.update(overrides)
+    if "contracts" not in spec:
+        time_format = spec.get("event_time_format", "iso8601")
+        fields: dict[str, Any] = {k: "string" for k in spec["key_fields"]}
+        fields[spec["event_time_field"]] = {"type": "timestamp", "format": time_format}
+        spec["contracts"] = {1: {"fields": fields}}
     return parse_sources({"sources": {"s": spec}})["s"]
 
 
@@ -136,6 +142,55 @@ def test_429_waits_for_retry_after() -> None:
     assert sleeps == [3.0]
 
 
+def test_every_retry_is_counted_and_timeouts_are_retried() -> None:
+    sleeps: list[float] = []
+    stats = PullStats()
+    session = FakeSession(
+        [
+            requests.Timeout("read timed out"),
+            FakeResponse(502, "bad gateway"),
+            FakeResponse(429, "slow down"),  # no Retry-After: the backoff decides
+            FakeResponse(200, {"records": [_rec(1)], "next_cursor": None}),
+        ]
+    )
+    records = pull(
+        _source(),
+        T0,
+        T1,
+        Settings(),
+        session=session,  # type: ignore[arg-type]
+        policy=FAST,
+        stats=stats,
+        sleep=sleeps.append,
+    )
+    assert len(list(records)) == 1
+    assert sleeps == [0.01, 0.02, 0.04]
+    assert stats.retries == 3
+
+
+def test_a_retry_after_past_the_limit_fails_at_once() -> None:
+    sleeps: list[float] = []
+    session = FakeSession([FakeResponse(429, "slow down", {"Retry-After": "121"})])
+    with pytest.raises(SourceUnavailable, match="rate limited for 121s"):
+        _run(_source(), session, sleeps)
+    assert sleeps == [] and len(session.requests) == 1
+
+
+def test_rate_limited_to_the_last_attempt_gives_up() -> None:
+    sleeps: list[float] = []
+    session = FakeSession([FakeResponse(429, "slow down", {"Retry-After": "1"})] * FAST.attempts)
+    with pytest.raises(SourceUnavailable, match="gave up after 4 attempts"):
+        _run(_source(), session, sleeps)
+    assert sleeps == [1.0, 1.0, 1.0]
+
+
+def test_an_answer_that_is_not_json_is_refused_at_once() -> None:
+    session = FakeSession([FakeResponse(200, ValueError("Expecting value"))])
+    with pytest.raises(SourceError, match="not JSON"):
+        _run(_source(), session)
+    assert len(session.requests) == 1
+
+
 def test_unpaginated_source_that_has_more_pages_is_an_error() -> None:
     source = _source(pagination={"style": "none"})
     session = FakeSession([FakeResponse(200, {"records": [_rec(1)], "next_cursor": "more"})])
@@ -151,9 +206,12 @@ def test_client_error_is_raised_at_once_with_the_answer() -> None:
 
 
 def test_persistent_5xx_gives_up_after_the_policy() -> None:
+    sleeps: list[float] = []
     session = FakeSession([FakeResponse(503, "down")] * FAST.attempts)
     with pytest.raises(SourceUnavailable, match="4 attempts"):
-        _run(_source(), session)
+        _run(_source(), session, sleeps)
+    assert len(session.requests) == FAST.attempts
+    assert sleeps == [0.01, 0.02, 0.04]  # no sleep after the last attempt
 
 
 def test_records_outside_the_window_are_counted_and_left_out() -> None:
@@ -190,8 +248,8 @@ def test_response_without_records_list_is_refused() -> None:
 
 
 def test_backoff_is_exponential_and_capped() -> None:
-    policy = RetryPolicy(base_delay_s=0.5, max_delay_s=4)
-    assert [backoff_delay(n, policy) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4, 4]
+    wait = RetryPolicy(base_delay_s=0.5, max_delay_s=4).backoff()
+    assert [delay_after(wait, n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4, 4]
 
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
