@@ -10,8 +10,14 @@ from headwater.clients import producer_config
 from headwater.settings import Settings
 
 
-def produce_all(settings: Settings, topic: str, records: list[tuple[str, str]]) -> list[str]:
-    """Produce (key, value) pairs with the pipeline's producer config; returns the acked values."""
+def produce_all(
+    settings: Settings,
+    topic: str,
+    records: list[tuple[str, str]],
+    headers: list[tuple[str, bytes]] | None = None,
+) -> list[str]:
+    """Produce (key, value) pairs with the pipeline's producer config (and these headers on each);
+    returns the acked values."""
     producer = Producer(producer_config(settings))
     acked: list[str] = []
     errors: list[str] = []
@@ -23,7 +29,7 @@ def produce_all(settings: Settings, topic: str, records: list[tuple[str, str]]) 
             acked.append(msg.value().decode())  # type: ignore[attr-defined]
 
     for key, value in records:
-        producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+        producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
         producer.poll(0)
     assert producer.flush(90) == 0
     assert errors == []

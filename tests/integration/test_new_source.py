@@ -10,6 +10,8 @@ the files by themselves.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +27,7 @@ from headwater.clients import mongo_client
 from headwater.contracts import Collections
 from headwater.kafka_admin import admin_client, delete_topics, ensure_topics
 from headwater.reconcile import reconcile
-from headwater.settings import Settings
+from headwater.settings import REPO_ROOT, Settings
 from headwater.sources import get_source
 from infra.airflow import airflow_token
 from producer.service import ingest_window
@@ -275,7 +277,8 @@ def test_an_invalid_entry_pauses_only_its_topic_and_its_messages_wait_until_it_i
 
         # A record on the paused topic waits in Kafka ...
         scan = parcel_scans()[0][50]
-        produce_all(settings, name, [(scan["scan_id"], json.dumps(scan))])
+        headers = [("schema_version", b"1"), ("run_id", b"waiting")]
+        produce_all(settings, name, [(scan["scan_id"], json.dumps(scan))], headers)
         # ... while the other topics keep landing, exactly.
         devices = get_source("devices")
         since = datetime(2024, 2, 1, tzinfo=UTC) + timedelta(minutes=uuid.uuid4().int % 500_000)
@@ -313,3 +316,28 @@ def test_an_invalid_entry_pauses_only_its_topic_and_its_messages_wait_until_it_i
         forget(local_sources, db, settings, name)
         delete_topics(admin, [name])
         db.drop_collection(entry["collection"])
+
+
+def test_check_tells_what_a_sample_window_of_the_live_source_would_store_and_reject(
+    live_stack: Settings,
+) -> None:
+    since = datetime(2025, 3, 7, 6, 40, tzinfo=UTC)
+    until = since + timedelta(minutes=1)
+    offered = list(readings(since, until, live_stack.services.simulator_devices))
+    valid = sum(1 for r in offered if malformed_kind(r["device_id"], r["ts"]) is None)
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "producer", "check", "devices"),
+            *("--since", since.isoformat(), "--until", until.isoformat()),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "entry: valid" in out
+    assert f"pulled {len(offered)}: would store {valid}, would reject {len(offered) - valid}" in out
+    assert valid < len(offered)  # the simulator's defects are in every minute
+    assert "rejected" in out and "stored  {" in out
