@@ -48,7 +48,8 @@ def rejection_document(
     raw_max_bytes: int,
     contract_topic: str | None,
 ) -> dict[str, Any]:
-    """The `rejected` document (without _id, which is message.ref) of a message that failed."""
+    """The `rejected` document (without _id, which is message.content_id) of a message that
+    failed: where it was last seen (partition, offset, run) and everything to find and replay it."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
     raw = storable_bytes(message.value, raw_max_bytes) if message.value is not None else None

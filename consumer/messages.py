@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 TopicPartition = tuple[str, int]
@@ -25,8 +26,20 @@ class InboundMessage:
 
     @property
     def ref(self) -> str:
-        """topic|partition|offset: unique per message, the _id of its rejection."""
+        """topic|partition|offset: where the message is, for logs."""
         return f"{self.topic}|{self.partition}|{self.offset}"
+
+    @property
+    def content_id(self) -> str:
+        """topic|sha256(key, value)[:32]: the same record produced again (a re-run, a backfill,
+        a retried task) has the same content id wherever it lands; the _id of its rejection."""
+        digest = hashlib.sha256()
+        for part in (self.key, self.value):
+            if part is None:
+                digest.update(b"\x00")
+            else:
+                digest.update(b"\x01" + len(part).to_bytes(8, "big") + part)
+        return f"{self.topic}|{digest.hexdigest()[:32]}"
 
     def header(self, name: str) -> bytes | None:
         """The last value of header `name` (Kafka allows repeats; the last one wins)."""

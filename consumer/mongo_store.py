@@ -114,8 +114,9 @@ class MongoStore:
         for collection, docs in sorted(plan.upserts.items()):
             refused.update(self._insert_or_replace(collection, docs))
         if plan.rejections:
-            # Insert once: a re-delivered message leaves its first rejection exactly as it was.
-            failed = self._bulk(Collections.REJECTED, plan.rejections, "insert").refused
+            # Keyed by content: the same record rejected again (re-delivered, re-run, backfilled)
+            # replaces its rejection, which then names the latest partition, offset and run.
+            failed = self._insert_or_replace(Collections.REJECTED, plan.rejections)
             if failed:
                 raise RuntimeError(f"rejected documents refused by the server: {failed}")
         return refused

@@ -1,9 +1,10 @@
 """decode -> validate -> filter -> transform, per message and per batch (pure; `now` passed in).
 
 Every message ends as exactly one outcome: a document to upsert under its natural key, or a
-rejection under its topic|partition|offset. A batch becomes one WritePlan: the upserts per
-collection (the latest message of a key wins), the rejections, and the offsets to commit once all of
-it is written.
+rejection under its content id (topic and a hash of key and value: a re-run rejects onto the same
+document, which keeps the latest partition, offset and run). A batch becomes one WritePlan: the
+upserts per collection (the latest message of a key wins), the rejections, and the offsets to
+commit once all of it is written.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Stored:
 
 @dataclass(frozen=True)
 class Rejected:
-    """A message quarantined in `rejected` under its topic|partition|offset."""
+    """A message quarantined in `rejected` under its content id."""
 
     doc_id: str
     stage: str
@@ -78,7 +79,7 @@ def reject(
         raw_max_bytes=ctx.raw_max_bytes,
         contract_topic=ctx.topic_map.get(message.topic),
     )
-    return Rejected(message.ref, stage, reason, document)
+    return Rejected(message.content_id, stage, reason, document)
 
 
 @lru_cache(maxsize=64)

@@ -11,6 +11,7 @@ named by the entry and lives in headwater/transforms.py.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -76,6 +77,9 @@ class FieldSpec(_Strict):
     enum: tuple[str | int | float | bool, ...] | None = None
     # object / array: at most this many bytes as compact JSON (keys and nesting included).
     max_size: int | None = Field(default=None, ge=1)
+    # object / array: keys at any depth may not start with '$' or contain '.' (MongoDB would read
+    # them as operators or paths); false keeps such keys (stored as sent).
+    plain_keys: bool = True
     # The stored document's name for the field (e.g. an API's `time` stored as `ts`).
     store_as: str | None = None
     description: str = ""
@@ -340,11 +344,78 @@ def stored_time(value: Any, fmt: TimeFormat) -> datetime:
 # ---- the validating model ----------------------------------------------------------------------
 
 
+MAX_DEPTH = 32
+KEY_RULE = "may not start with '$' or contain '.'"
+
+
+def _text_problem(text: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text (it holds a lone surrogate)"
+    return None
+
+
+def value_problem(value: Any, *, plain_keys: bool = True, path: str = "") -> tuple[str, str] | None:
+    """(path, problem) of the first part of a decoded JSON value that MongoDB could not store as
+    sent, or that would be read as an operator or a path: a key starting with '$' or holding '.'
+    (when `plain_keys`), text that is not valid Unicode, a number that is not finite, nesting
+    deeper than MAX_DEPTH. `path` is dotted from the value (e.g. "a.b", "tags.3"); the events API
+    and the consumer both name fields with it, so their reasons read the same."""
+    stack: list[tuple[str, Any, int]] = [(path, value, 0)]
+    while stack:
+        where, item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return where, f"is nested deeper than {MAX_DEPTH} levels"
+        if isinstance(item, str):
+            problem = _text_problem(item)
+            if problem is not None:
+                return where, problem
+        elif isinstance(item, float) and not math.isfinite(item):
+            return where, "is not a finite number"
+        elif isinstance(item, dict):
+            children = []
+            for key, child in item.items():
+                inner = f"{where}.{key}" if where else str(key)
+                if _text_problem(str(key)) is not None:
+                    return where, "has a key that is not valid Unicode text (a lone surrogate)"
+                if plain_keys and (not key or key.startswith("$") or "." in key):
+                    return where, f"key {key!r} {KEY_RULE}"
+                children.append((inner, child, depth + 1))
+            stack.extend(reversed(children))
+        elif isinstance(item, list):
+            stack.extend(
+                reversed(
+                    [
+                        (f"{where}.{i}" if where else str(i), c, depth + 1)
+                        for i, c in enumerate(item)
+                    ]
+                )
+            )
+    return None
+
+
+def json_size(value: Any) -> int:
+    """Bytes of a value as compact UTF-8 JSON (what the size limits measure)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
 def _max_size(limit: int) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
-        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        size = json_size(value)
         if size > limit:
-            raise ValueError(f"is {size} bytes as JSON, above the limit of {limit}")
+            raise ValueError(f"is {size} bytes as JSON, at most {limit} allowed")
+        return value
+
+    return check
+
+
+def _storable(plain_keys: bool) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        found = value_problem(value, plain_keys=plain_keys)
+        if found is not None:
+            where, problem = found
+            raise ValueError(f"{where}: {problem}" if where else problem)
         return value
 
     return check
@@ -385,9 +456,11 @@ def _python_type(spec: FieldSpec) -> Any:
             high = spec.max if spec.max is not None else MAX_EPOCH_S * scale
             base = Annotated[Number, Field(ge=low, le=high)]
     elif kind == "object":
-        base = dict[str, Any]
+        base = Annotated[dict[str, Any], AfterValidator(_storable(spec.plain_keys))]
     else:
-        base = list[Any]
+        base = Annotated[list[Any], AfterValidator(_storable(spec.plain_keys))]
+    if kind == "string":
+        base = Annotated[base, AfterValidator(_storable(False))]
     if spec.max_size is not None:
         base = Annotated[base, AfterValidator(_max_size(spec.max_size))]
     if spec.nullable or not spec.required:

@@ -107,9 +107,26 @@ def expected_readings(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
+def invalid_keys(settings: Settings) -> list[str]:
+    """The natural keys of the hour's records the consumer must reject (the simulator's defects)."""
+    n = settings.services.simulator_devices
+    return [
+        f"{r['device_id']}|{r['ts']}"
+        for r in readings(HOUR, HOUR + timedelta(hours=1), n)
+        if malformed_kind(r["device_id"], r["ts"]) is not None
+    ]
+
+
 def snapshot(settings: Settings) -> dict[str, Any]:
     with mongo_client(settings) as client:
         db = client[settings.mongo.db]
+        # Every rejection of the hour's records, in full: a re-run must leave them as they were
+        # (one document per record, not one per delivery), apart from where it was last seen.
+        keys = invalid_keys(settings)
+        rejects = {
+            d["_id"]: (d["key"], d["stage"], d["reason"])
+            for d in db.rejected.find({"topic": "devices", "key": {"$in": keys}})
+        }
         hour = {"$gte": HOUR, "$lt": HOUR + timedelta(hours=1)}
         stored = count(db, "readings", {"source": "devices", "ts": hour})
         rollups = list(
@@ -121,7 +138,7 @@ def snapshot(settings: Settings) -> dict[str, Any]:
         agg["docs"] += 1
         agg["count"] += doc["count"]
         agg["sum"] += doc["sum"]
-    return {"stored": stored, "rollups": per_window}
+    return {"stored": stored, "rollups": per_window, "rejected": rejects}
 
 
 @pytest.mark.timeout(1800)
@@ -138,6 +155,8 @@ def test_backfilling_an_hour_twice_fills_mongo_exactly_once(unpaused: Settings) 
     assert first["rollups"]["1m"]["count"] == len(valid)
     assert first["rollups"]["10s"]["count"] == len(valid)
     assert first["rollups"]["1m"]["sum"] == pytest.approx(sum(r["value"] for r in valid), rel=1e-9)
+    # one rejection per defective record of the hour, each with its reason
+    assert sorted(k for k, _, _ in first["rejected"].values()) == sorted(invalid_keys(settings))
 
     backfill(settings, "ingest_devices", HOUR + timedelta(minutes=59), "completed")
     backfill(settings, "rollup_readings", HOUR + timedelta(minutes=55), "completed")

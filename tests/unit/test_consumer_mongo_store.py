@@ -188,15 +188,15 @@ def test_other_server_errors_are_not_retried_forever() -> None:
         MongoStore(db).write(plan(a={}))  # type: ignore[arg-type]
 
 
-def test_rejections_are_inserted_once_and_never_replaced() -> None:
+def test_a_record_rejected_again_replaces_its_rejection_with_the_latest_position() -> None:
     db = FakeDatabase()
     store = MongoStore(db)  # type: ignore[arg-type]
-    for reason in ("first", "second"):
+    for offset in (1, 9):
         p = WritePlan()
-        p.rejections["t|0|1"] = {"reason": reason}
+        p.rejections["t|abc"] = {"reason": "r", "offset": offset}
         store.write(p)
-    assert db["rejected"].docs == {"t|0|1": {"_id": "t|0|1", "reason": "first"}}
-    assert [kind for kind, _ in db["rejected"].calls] == ["insert", "insert"]
+    assert db["rejected"].docs == {"t|abc": {"_id": "t|abc", "reason": "r", "offset": 9}}
+    assert [kind for kind, _ in db["rejected"].calls] == ["insert", "insert", "replace"]
 
 
 def test_an_integer_beyond_64_bits_in_free_form_properties_is_refused_not_fatal() -> None:

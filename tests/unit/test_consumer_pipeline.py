@@ -174,7 +174,13 @@ def test_a_topic_read_under_another_name_uses_the_declared_contract() -> None:
 def test_rejection_keeps_everything_needed_to_find_and_replay_the_message() -> None:
     msg = message(b"not json", offset=7, partition=1, key=b"thermostat-000|x")
     out = rejected(msg)
-    assert out.doc_id == "devices|1|7"
+    # Identified by content, not position: the same record rejected again is the same document.
+    assert out.doc_id == msg.content_id
+    assert out.doc_id.startswith("devices|") and len(out.doc_id) == len("devices|") + 32
+    again = rejected(message(b"not json", offset=99, partition=0, key=b"thermostat-000|x"))
+    assert again.doc_id == out.doc_id
+    other = rejected(message(b"not json!", offset=7, partition=1, key=b"thermostat-000|x"))
+    assert other.doc_id != out.doc_id
     assert out.document == {
         "stage": "decode",
         "reason": "value is not JSON: Expecting value",
@@ -264,7 +270,7 @@ def test_batch_plan_counts_every_message_once_and_commits_past_the_last() -> Non
         "readings": ["thermostat-000|2026-11-23T09:00:00Z", "thermostat-000|2026-11-23T09:00:01Z"],
         "user_events": [EVENT["event_id"]],
     }
-    assert sorted(plan.rejections) == ["devices|0|12", "devices|0|13"]
+    assert sorted(plan.rejections) == sorted([msgs[2].content_id, msgs[3].content_id])
     assert plan.offsets == {("devices", 0): 14, ("user-events", 2): 6}
     assert plan.documents == 5
     assert describe_offsets(plan) == "devices[0]=10..13 user-events[2]=5..5"
@@ -327,8 +333,10 @@ def test_documents_the_store_refuses_become_store_rejections_of_their_messages()
     plan = plan_batch([first, second, message(b"x", offset=3)], CTX, NOW)
     key = ("readings", "thermostat-000|2026-11-23T09:00:00Z")
     repair = without_failed_writes(plan, {key: "Document failed validation (code 121)"}, CTX, NOW)
-    assert sorted(repair.rejections) == ["devices|0|1", "devices|0|2"]
-    doc = repair.rejections["devices|0|1"]
+    # Two messages of one record: one rejection, naming the latest of them.
+    assert list(repair.rejections) == [first.content_id] == [second.content_id]
+    doc = repair.rejections[first.content_id]
+    assert doc["offset"] == 2
     assert (doc["stage"], doc["reason"]) == (
         "store",
         "readings: Document failed validation (code 121)",

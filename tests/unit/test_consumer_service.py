@@ -129,7 +129,7 @@ class FakeStore:
                 else:
                     self.collections.setdefault(collection, {})[doc_id] = doc
         for doc_id, doc in plan.rejections.items():
-            self.collections.setdefault("rejected", {}).setdefault(doc_id, doc)
+            self.collections.setdefault("rejected", {})[doc_id] = doc
         self.log.append(("write", plan.documents))
         return refused
 
@@ -228,10 +228,10 @@ def test_polls_are_bounded_by_the_configured_size_and_wait() -> None:
 def test_bad_messages_are_quarantined_and_everything_is_committed() -> None:
     h = Harness()
     bad = InboundMessage("devices", 0, 3, None, b"\x00binary", HEADERS)
-    h.source.queue = [reading_message(1), reading_message(2, value=999.0), bad]
+    h.source.queue = [reading_message(1), filtered := reading_message(2, value=999.0), bad]
     h.run_until_drained()
     assert h.store.count("readings") == 1
-    assert sorted(h.store.collections["rejected"]) == ["devices|0|2", "devices|0|3"]
+    assert sorted(h.store.collections["rejected"]) == sorted([filtered.content_id, bad.content_id])
     assert h.source.committed == {("devices", 0): 4}
     c = h.state.counters
     assert (c.consumed, c.stored, c.rejected, c.filtered) == (3, 1, 1, 1)
@@ -346,11 +346,11 @@ def test_revoked_partitions_unwritten_messages_are_dropped_not_committed() -> No
 
 def test_documents_the_store_refuses_are_quarantined_and_committed() -> None:
     h = Harness()
-    h.source.queue = [reading_message(0), reading_message(1)]
+    h.source.queue = [reading_message(0), refused := reading_message(1)]
     h.store.refuse = {"thermostat-001|2026-11-23T09:00:01Z"}
     h.run_until_drained()
     assert h.store.count("readings") == 1
-    rejection = h.store.collections["rejected"]["devices|0|1"]
+    rejection = h.store.collections["rejected"][refused.content_id]
     assert (rejection["stage"], rejection["reason"]) == (
         "store",
         "readings: Document failed validation (code 121)",
