@@ -80,6 +80,8 @@ class FieldSpec(_Strict):
     # object / array: keys at any depth may not start with '$' or contain '.' (MongoDB would read
     # them as operators or paths); false keeps such keys (stored as sent).
     plain_keys: bool = True
+    # object: at most this many keys; array: at most this many items.
+    max_items: int | None = Field(default=None, ge=0)
     # The stored document's name for the field (e.g. an API's `time` stored as `ts`).
     store_as: str | None = None
     description: str = ""
@@ -99,8 +101,8 @@ class FieldSpec(_Strict):
             self.type != "string"
         ):
             raise ValueError("min_length/max_length/pattern apply to strings only")
-        if self.max_size is not None and self.type not in ("object", "array"):
-            raise ValueError("max_size applies to object and array only")
+        if (self.max_size, self.max_items) != (None, None) and self.type not in ("object", "array"):
+            raise ValueError("max_size/max_items apply to object and array only")
         if self.format is not None and self.type != "timestamp":
             raise ValueError("format applies to timestamps only")
         if self.enum is not None and self.type not in ("string", "integer", "number"):
@@ -410,6 +412,16 @@ def _max_size(limit: int) -> Callable[[Any], Any]:
     return check
 
 
+def _max_items(limit: int) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if len(value) > limit:
+            what = "keys" if isinstance(value, dict) else "items"
+            raise ValueError(f"has {len(value)} {what}, at most {limit} allowed")
+        return value
+
+    return check
+
+
 def _storable(plain_keys: bool) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         found = value_problem(value, plain_keys=plain_keys)
@@ -461,6 +473,8 @@ def _python_type(spec: FieldSpec) -> Any:
         base = Annotated[list[Any], AfterValidator(_storable(spec.plain_keys))]
     if kind == "string":
         base = Annotated[base, AfterValidator(_storable(False))]
+    if spec.max_items is not None:
+        base = Annotated[base, AfterValidator(_max_items(spec.max_items))]
     if spec.max_size is not None:
         base = Annotated[base, AfterValidator(_max_size(spec.max_size))]
     if spec.nullable or not spec.required:
@@ -475,6 +489,9 @@ def _plain_extra_names(model: BaseModel) -> BaseModel:
     if odd or any(k in RESERVED_FIELDS for k in model.model_extra or {}):
         bad = odd or [k for k in model.model_extra or {} if k in RESERVED_FIELDS]
         raise ValueError(f"unexpected field names {sorted(bad)[:5]}")
+    found = value_problem(dict(model.model_extra or {}))
+    if found is not None:
+        raise ValueError(f"{found[0]}: {found[1]}")
     return model
 
 

@@ -114,7 +114,16 @@ def describe(source: Source) -> list[str]:
         flags = [spec.type + (f" {spec.format}" if spec.format else "")]
         flags += [] if spec.required else ["optional"]
         flags += ["nullable"] if spec.nullable else []
-        for attr in ("min", "max", "min_length", "max_length", "pattern", "enum", "max_size"):
+        for attr in (
+            "min",
+            "max",
+            "min_length",
+            "max_length",
+            "pattern",
+            "enum",
+            "max_items",
+            "max_size",
+        ):
             value = getattr(spec, attr)
             if value is not None:
                 flags.append(f"{attr}={value}")

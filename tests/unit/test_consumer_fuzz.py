@@ -9,6 +9,8 @@ from typing import Any
 
 import bson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumer.messages import InboundMessage
 from consumer.mongo_store import unencodable
@@ -16,6 +18,7 @@ from consumer.pipeline import PipelineContext, Rejected, Stored, process_message
 from headwater.sources import load_sources
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+HEADERS = (("schema_version", b"1"),)
 TOPICS = ("devices", "machine-metrics", "work-orders", "user-events", "matches")
 CTX = PipelineContext(
     topic_map={t: t for t in TOPICS},
@@ -76,3 +79,78 @@ def test_random_records_always_get_an_outcome_and_stored_ones_encode_as_bson(see
             assert outcome.reason and not outcome.reason.startswith("could not be processed")
             bson.encode({"_id": outcome.doc_id, **outcome.document})
     assert outcomes["rejected"] > 100 and outcomes["stored"] > 100
+
+
+# ---- property-based: any JSON value, any bytes ------------------------------------------------
+
+# Text of any code point, lone surrogates included (JSON can carry them as \ud800 escapes).
+ANY_TEXT = st.text(st.characters(codec=None), max_size=12)
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | ANY_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(ANY_TEXT, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _assert_outcome(topic: str, value: bytes, headers: tuple) -> None:
+    outcome = process_message(InboundMessage(topic, 0, 0, None, value, headers), CTX, NOW)
+    assert isinstance(outcome, Stored | Rejected)
+    if isinstance(outcome, Rejected):
+        assert outcome.reason and not outcome.reason.startswith("could not be processed")
+        bson.encode({"_id": outcome.doc_id, **outcome.document})
+    else:
+        document = {"_id": outcome.doc_id, **outcome.document}
+        if not unencodable("c", {outcome.doc_id: document}):
+            bson.encode(document)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(topic=st.sampled_from(TOPICS), data=st.data())
+def test_any_json_in_a_records_fields_gets_an_outcome(topic: str, data: st.DataObject) -> None:
+    record = dict(GOOD[topic])
+    for name in data.draw(st.sets(st.sampled_from(sorted(record)), max_size=3)):
+        record[name] = data.draw(JSON_VALUES)
+    extra = data.draw(st.dictionaries(ANY_TEXT, JSON_VALUES, max_size=2))
+    record.update(extra)
+    # ensure_ascii: lone surrogates travel as \\uXXXX escapes, as a real producer can send them
+    _assert_outcome(topic, json.dumps(record).encode(), (("schema_version", b"1"),))
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(topic=st.sampled_from(TOPICS), value=st.binary(max_size=200))
+def test_any_bytes_get_an_outcome(topic: str, value: bytes) -> None:
+    _assert_outcome(topic, value, (("schema_version", b"1"),))
+
+
+def test_the_events_apis_limits_hold_for_records_straight_from_kafka() -> None:
+    good = GOOD["user-events"]
+    huge = {**good, "properties": {"blob": "x" * 900_000}}
+    out = process_message(
+        InboundMessage("user-events", 0, 0, None, json.dumps(huge).encode(), HEADERS), CTX, NOW
+    )
+    assert isinstance(out, Rejected)
+    assert (out.stage, out.reason) == (
+        "validate",
+        "properties: is 900011 bytes as JSON, at most 16384 allowed",
+    )
+    future = {**good, "received_at": "2099-01-01T00:00:00Z"}
+    out = process_message(
+        InboundMessage("user-events", 0, 1, None, json.dumps(future).encode(), HEADERS), CTX, NOW
+    )
+    assert isinstance(out, Rejected)
+    assert (out.stage, out.reason) == ("filter", "received_at more than 300 s in the future")
+    keyed = {**good, "properties": {"a": {"$where": 1}}}
+    out = process_message(
+        InboundMessage("user-events", 0, 2, None, json.dumps(keyed).encode(), HEADERS), CTX, NOW
+    )
+    assert isinstance(out, Rejected)
+    assert out.reason == "properties: a: key '$where' may not start with '$' or contain '.'"
+    many = {**good, "properties": {f"k{i}": i for i in range(65)}}
+    out = process_message(
+        InboundMessage("user-events", 0, 3, None, json.dumps(many).encode(), HEADERS), CTX, NOW
+    )
+    assert isinstance(out, Rejected) and out.reason == "properties: has 65 keys, at most 64 allowed"

@@ -187,3 +187,13 @@ def test_match_fields_that_mongodb_would_read_as_operators_are_rejected() -> Non
     match = {"id": 1, "utcDate": "2025-08-16T11:30:00Z", "status": "FINISHED"}
     assert reason("matches", {**match, "$where": 1}) == "record: unexpected field names ['$where']"
     assert reason("matches", {**match, "a.b": 1}).startswith("record: unexpected field names")
+
+
+def test_fields_a_match_keeps_as_sent_must_still_be_storable() -> None:
+    match = {"id": 1, "utcDate": "2025-08-16T11:30:00Z", "status": "FINISHED"}
+    assert reason("matches", {**match, "team": {"name": "\ud800"}}) == (
+        "record: team.name: is not valid Unicode text (it holds a lone surrogate)"
+    )
+    assert reason("matches", {**match, "odds": {"a.b": 1}}) == (
+        "record: odds: key 'a.b' may not start with '$' or contain '.'"
+    )
