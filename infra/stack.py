@@ -84,6 +84,9 @@ def programs(settings: Settings) -> list[Program]:
 
 def gunicorn_command(settings: Settings, app: str, port: int) -> list[str]:
     """argv serving a Flask app factory with gunicorn (threads: requests mostly wait on I/O)."""
+    # The events API's worker is gthread answering gunicorn's own errors (431, 414, ...) in the
+    # API's JSON error shape instead of HTML (producer/events/server.py).
+    events_api = app.startswith("producer.events.")
     return [
         str(VENV_BIN / "gunicorn"),
         "--bind",
@@ -91,7 +94,7 @@ def gunicorn_command(settings: Settings, app: str, port: int) -> list[str]:
         "--workers",
         str(settings.services.gunicorn_workers),
         "--worker-class",
-        "gthread",
+        "producer.events.server.JsonErrorWorker" if events_api else "gthread",
         "--threads",
         "8",
         "--graceful-timeout",

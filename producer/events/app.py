@@ -6,10 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, jsonify
 
 from headwater.settings import get_settings
-from producer.events import db, health, ingest, reads, stats
+from producer.events import db, health, ingest, openapi, reads, stats
 from producer.events.errors import register_error_handlers
 from producer.events.store import EventStore
 from producer.events.times import now_utc
@@ -17,10 +17,21 @@ from producer.events.times import now_utc
 log = logging.getLogger(__name__)
 
 
+class EventsApp(Flask):
+    """Flask, with the automatic answer to OPTIONS in JSON like every other answer."""
+
+    def make_default_options_response(self) -> Response:
+        """200 `{"allow": [...]}` with the Allow header (Flask's own has an empty HTML body)."""
+        methods = sorted(super().make_default_options_response().allow)
+        response = jsonify(allow=methods)
+        response.allow.update(methods)
+        return response
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the events app; test_config overrides DATABASE, API_KEY, BATCH_LIMIT, CLOCK, ..."""
     _ensure_logging()
-    app = Flask(__name__)
+    app = EventsApp(__name__)
     settings = get_settings()
     svc = settings.services
     app.config.from_mapping(
@@ -46,6 +57,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(ingest.bp)
     app.register_blueprint(reads.bp)
     app.register_blueprint(stats.bp)
+    app.register_blueprint(openapi.bp)
     register_error_handlers(app)
     log.info(
         "events api ready database=%s batch_limit=%d max_body_bytes=%d page_size=%d/%d",

@@ -6,6 +6,7 @@ import logging
 import sqlite3
 
 from flask import Flask, Response, jsonify, request
+from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import (
     HTTPException,
     MethodNotAllowed,
@@ -112,6 +113,16 @@ def _http_error(exc: HTTPException) -> WerkzeugResponse:
     return response
 
 
+def _unreadable_body(exc: Exception) -> tuple[Response, int]:
+    # gunicorn raises these while the app reads a body whose framing is broken (a malformed chunk,
+    # or a client gone as the API reads past the limit): the client's fault, not ours. Nothing
+    # more is read from the stream, and gunicorn closes the connection after this answer.
+    text = str(exc) or type(exc).__name__
+    problems = [Problem("body", f"could not be read: {text[:200]}")]
+    _log_rejected(400, "malformed_body", problems)
+    return jsonify(error_body("malformed_body", problems)), 400
+
+
 def _unavailable(exc: Exception) -> tuple[Response, int]:
     # 503, not 500: a locked or unwritable database is worth a retry (with the Idempotency-Key).
     log.warning(
@@ -131,6 +142,8 @@ def register_error_handlers(app: Flask) -> None:
     """Answer every error, ours and werkzeug's, with the JSON error shape."""
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(ParseException, _unreadable_body)
+    app.register_error_handler(NoMoreData, _unreadable_body)  # an OSError, but not a 503
     app.register_error_handler(LockTimeout, _unavailable)
     app.register_error_handler(sqlite3.Error, _unavailable)
     app.register_error_handler(OSError, _unavailable)

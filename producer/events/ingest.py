@@ -44,9 +44,14 @@ def _require_api_key() -> None:
     given = request.headers.get(API_KEY_HEADER)
     if given is None:
         raise ApiError.one(401, "unauthorized", API_KEY_HEADER, "is required")
-    # WSGI headers are latin-1 text: its bytes are what the client sent.
+    # WSGI headers are latin-1 text: its bytes are what the client sent. Text outside latin-1
+    # (possible only from an in-process WSGI client) cannot be the key.
     expected = current_app.config["API_KEY"].encode("utf-8")
-    if not hmac.compare_digest(given.encode("latin-1"), expected):
+    try:
+        sent = given.encode("latin-1")
+    except UnicodeEncodeError:
+        sent = b""
+    if not hmac.compare_digest(sent, expected):
         raise ApiError.one(401, "unauthorized", API_KEY_HEADER, "is not the API key")
 
 

@@ -1,7 +1,7 @@
 """The events API's field rules, read from the user-events declaration in sources.yaml.
 
 What a posted event may hold is what the consumer will accept from the topic: the same patterns,
-lengths and size limit, declared once (the `user-events` entry's contract and filters).
+lengths, key count and size limit, declared once (the `user-events` entry's contract and filters).
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ class TextRule:
 class EventRules:
     """Every rule of a posted event that the declaration carries."""
 
+    event_id: TextRule
     user_id: TextRule
     event_type: TextRule
+    properties_max_keys: int
     properties_max_bytes: int
     max_future: timedelta
 
@@ -59,8 +61,10 @@ def event_rules() -> EventRules:
         r.max_s for r in source.filters if isinstance(r, NotAfterRule) and r.field == "occurred_at"
     ]
     return EventRules(
+        event_id=TextRule.of(fields["event_id"]),
         user_id=TextRule.of(fields["user_id"]),
         event_type=TextRule.of(fields["event_type"]),
+        properties_max_keys=fields["properties"].max_items or 2**31,
         properties_max_bytes=fields["properties"].max_size or 2**31,
         max_future=timedelta(seconds=future[0] if future else 300),
     )

@@ -101,7 +101,11 @@ def _minute(args: Mapping[str, str], name: str, problems: list[Problem]) -> date
     except ValueError:
         problems.append(Problem(name, f"{text[:64]!r} is not an ISO-8601 date-time"))
         return None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 pushed out of range by its offset
+        problems.append(Problem(name, "is out of the supported range"))
+        return None
     if not is_aligned(moment):
         problems.append(Problem(name, "must be a whole minute (seconds and fractions zero)"))
         return None

@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from headwater.declarations import json_size, value_problem
 from producer.events.rules import TextRule, event_rules
 from producer.events.times import format_utc, parse_iso
 
-# user_id, event_type, the properties' size and occurred_at's lead come from the user-events
-# declaration (producer/events/rules.py), so the API and the consumer hold one set of rules.
+# user_id, event_type, the properties' keys and size and occurred_at's lead come from the
+# user-events declaration (producer/events/rules.py), so the API and the consumer hold one set of
+# rules.
 RULES = event_rules()
-MAX_PROPERTY_KEYS = 64
+MAX_PROPERTY_KEYS = RULES.properties_max_keys
 MAX_PROPERTIES_BYTES = RULES.properties_max_bytes
 EVENT_FIELDS = ("user_id", "event_type", "occurred_at", "properties")
 BATCH_FIELDS = ("events",)
@@ -115,9 +117,17 @@ def _unknown_fields(raw: Mapping[str, Any], allowed: tuple[str, ...], prefix: st
     return [Problem(_field(prefix, key), hint) for key in raw if key not in allowed]
 
 
+def _storable_problem(value: Any) -> str | None:
+    # The consumer's words for text MongoDB cannot store (a lone surrogate), so both sides agree.
+    found = value_problem(value, plain_keys=False)
+    return found[1] if found is not None else None
+
+
 def _check_text(value: Any, rule: TextRule, hint: str) -> str | None:
     if not isinstance(value, str):
         return f"must be a string, got {json_type(value)}"
+    if (problem := _storable_problem(value)) is not None:
+        return problem
     if not rule.min_length <= len(value) <= rule.max_length:
         return f"must be {rule.min_length} to {rule.max_length} characters, got {len(value)}"
     if not rule.matches(value):
@@ -138,6 +148,8 @@ def _check_occurred_at(value: Any, now: datetime) -> tuple[datetime | None, str 
         return None, None
     if not isinstance(value, str):
         return None, f"must be an ISO-8601 string, got {json_type(value)}"
+    if (problem := _storable_problem(value)) is not None:
+        return None, problem
     try:
         moment = parse_iso(value)
     except ValueError:
@@ -153,16 +165,22 @@ def _check_occurred_at(value: Any, now: datetime) -> tuple[datetime | None, str 
         return None, "is out of the supported range"
 
 
-def _check_properties(value: Any) -> tuple[dict[str, Any], str | None]:
+def _check_properties(value: Any, field: str) -> tuple[dict[str, Any], Problem | None]:
     if value is None:
         return {}, None
     if not isinstance(value, dict):
-        return {}, f"must be a JSON object, got {json_type(value)}"
+        return {}, Problem(field, f"must be a JSON object, got {json_type(value)}")
+    # First, as the consumer does: keys MongoDB would read as operators or paths ('$where',
+    # 'a.b'), lone surrogates and numbers too large for a float (1e999999 parses as inf), named
+    # by their path at any depth (properties.a.b), in the consumer's words.
+    found = value_problem(value, path=field)
+    if found is not None:
+        return {}, Problem(*found)
     if len(value) > MAX_PROPERTY_KEYS:
-        return {}, f"has {len(value)} keys, at most {MAX_PROPERTY_KEYS} allowed"
-    size = len(dump_properties(value).encode("utf-8"))
-    if size > MAX_PROPERTIES_BYTES:
-        return {}, f"is {size} bytes as JSON, at most {MAX_PROPERTIES_BYTES} allowed"
+        return {}, Problem(field, f"has {len(value)} keys, at most {MAX_PROPERTY_KEYS} allowed")
+    if (size := json_size(value)) > MAX_PROPERTIES_BYTES:
+        problem = f"is {size} bytes as JSON, at most {MAX_PROPERTIES_BYTES} allowed"
+        return {}, Problem(field, problem)
     return value, None
 
 
@@ -184,9 +202,9 @@ def check_event(raw: Any, now: datetime, prefix: str = "") -> tuple[NewEvent | N
     occurred_at, problem = _check_occurred_at(raw.get("occurred_at"), now)
     if problem is not None:
         problems.append(Problem(_field(prefix, "occurred_at"), problem))
-    properties, problem = _check_properties(raw.get("properties"))
-    if problem is not None:
-        problems.append(Problem(_field(prefix, "properties"), problem))
+    properties, bad = _check_properties(raw.get("properties"), _field(prefix, "properties"))
+    if bad is not None:
+        problems.append(bad)
     if problems:
         return None, problems
     return NewEvent(raw["user_id"], raw["event_type"], occurred_at, properties), []

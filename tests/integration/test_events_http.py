@@ -7,8 +7,8 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 import requests
 
-from headwater.settings import REPO_ROOT
+from headwater.settings import REPO_ROOT, get_settings
+from infra.stack import gunicorn_command
 from tests.integration.http_helpers import free_port, wait_healthy
 
-GUNICORN = Path(sys.executable).parent / "gunicorn"
+APP = "producer.events.app:create_app()"
 MAX_BODY_BYTES = 256 * 1024
 BATCH_LIMIT = 50
 GOOD = {"user_id": "user-1", "event_type": "page.view"}
@@ -84,13 +85,10 @@ def start_server(
         starts += 1
         port = free_port()
         log_path = tmp_path / f"gunicorn-{starts}.log"
-        argv = [
-            str(GUNICORN),
-            *("-w", "2", "-k", "gthread", "--threads", "8", "-b", f"127.0.0.1:{port}"),
-            # Its own process group (killed whole), and no control socket shared with the stack.
-            "--no-control-socket",
-            "producer.events.app:create_app()",
-        ]
+        # The stack's own command (worker class, threads, no shared control socket), on a free
+        # port; its own process group, killed whole.
+        argv = gunicorn_command(get_settings(), APP, port)
+        argv[argv.index("--bind") + 1] = f"127.0.0.1:{port}"
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
                 argv,
@@ -321,3 +319,52 @@ def test_bad_input_over_http_is_a_json_4xx_and_stores_nothing(server: Server, ap
     not_found = requests.get(f"{server.url}/events/nope", timeout=10)
     assert (not_found.status_code, not_found.json()["error"]) == (404, "not_found")
     assert client.count() == 1
+
+
+def raw_exchange(server: Server, request: bytes) -> tuple[int, dict[str, str], Any]:
+    """Send `request` as bytes on a connection of its own; the status, headers and JSON body."""
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(request)
+        raw = b""
+        while chunk := conn.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value for name, _, value in (h.partition(": ") for h in lines)}
+    return int(status_line.split()[1]), headers, json.loads(body)
+
+
+def test_the_servers_own_errors_are_json_like_the_apps(server: Server, api_key: str) -> None:
+    # Refused by gunicorn before the app sees them: once HTML, now the API's error shape.
+    big_header = requests.get(f"{server.url}/healthz", headers={"X-Big": "x" * 20_000}, timeout=10)
+    assert big_header.status_code == 431
+    assert big_header.headers["Content-Type"] == "application/json"
+    assert big_header.json()["error"] == "request_header_fields_too_large"
+    assert [d["field"] for d in big_header.json()["details"]] == ["headers"]
+    long_line = requests.get(f"{server.url}/events?since={'9' * 10_240}", timeout=10)
+    assert long_line.status_code == 414
+    assert long_line.headers["Content-Type"] == "application/json"
+    assert [d["field"] for d in long_line.json()["details"]] == ["request_line"]
+    status, headers, body = raw_exchange(server, b"NOT A REQUEST LINE\r\n\r\n")
+    assert (status, headers["content-type"], body["error"]) == (
+        400,
+        "application/json",
+        "bad_request",
+    )
+    status, headers, body = raw_exchange(
+        server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n"
+    )
+    assert (status, headers["content-type"]) == (400, "application/json")
+    assert [d["field"] for d in body["details"]] == ["headers"]
+    # A chunked body broken partway is found by gunicorn while the app reads it: 400, not 500.
+    broken = (
+        f"POST /events HTTP/1.1\r\nHost: x\r\nX-API-Key: {api_key}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "2\r\n{}XX0\r\n\r\n"
+    ).encode()
+    status, headers, body = raw_exchange(server, broken)
+    assert (status, headers["content-type"]) == (400, "application/json")
+    assert (body["error"], [d["field"] for d in body["details"]]) == ("malformed_body", ["body"])
+    # The workers that answered them keep serving.
+    assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200

@@ -1,10 +1,12 @@
-"""The user-events API on a temp SQLite file: validation, idempotency, paging, ids, and errors."""
+"""The user-events API on a temp SQLite file: validation, idempotency, paging, ids, errors (the
+server's own included) and its OpenAPI document."""
 
 from __future__ import annotations
 
 import io
 import json
 import random
+import socket
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
@@ -14,8 +16,19 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from gunicorn.config import Config
+from gunicorn.http import errors as http_errors
+from gunicorn.util import load_class
+from jsonschema import Draft202012Validator
+from schemathesis.specs.openapi.definitions import OPENAPI_31
 from werkzeug.test import TestResponse
 
+from consumer.messages import InboundMessage
+from consumer.pipeline import PipelineContext, Rejected, process_message, sources_by_topic
+from headwater.declarations import KEY_RULE, value_problem
+from headwater.settings import get_settings
+from headwater.sources import load_sources
+from infra.stack import gunicorn_command
 from producer.events.app import create_app
 from producer.events.ids import (
     ALPHABET,
@@ -27,12 +40,15 @@ from producer.events.ids import (
     is_event_id,
     next_event_id,
 )
+from producer.events.openapi import KEY_PATTERN
 from producer.events.query import (
     decode_cursor,
     encode_cursor,
     needs_settling,
     parse_page_request,
 )
+from producer.events.rules import event_rules
+from producer.events.server import WORKER_CLASS, JsonErrorWorker, json_error_response
 from producer.events.times import format_ms, to_us
 from producer.events.validation import (
     MAX_PROPERTIES_BYTES,
@@ -202,6 +218,13 @@ def test_id_arguments_out_of_range_are_refused() -> None:
 # ---- validation (pure) --------------------------------------------------------------------------
 
 
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
 def test_valid_event_is_normalised_to_utc() -> None:
     event = parse_event(
         {**GOOD, "occurred_at": "2026-11-23T10:00:00+01:00", "properties": {"a": [1, 2]}}, T0
@@ -235,6 +258,19 @@ BAD_EVENTS = [
     ({**GOOD, "properties": {"k": "x" * MAX_PROPERTIES_BYTES}}, "properties", "bytes as JSON"),
     ({**GOOD, "colour": "red"}, "colour", "unknown field"),
     ([GOOD], "body", "must be a JSON object, got array"),
+    # What MongoDB could not store as sent, named at any depth in the consumer's words.
+    ({**GOOD, "properties": {"n": float("inf")}}, "properties.n", "is not a finite number"),
+    ({**GOOD, "properties": {"a": {"b": "\ud800"}}}, "properties.a.b", "lone surrogate"),
+    ({**GOOD, "properties": {"\udfff": 1}}, "properties", "key that is not valid Unicode"),
+    ({**GOOD, "user_id": "u\ud800"}, "user_id", "lone surrogate"),
+    ({**GOOD, "event_type": "click\udc00"}, "event_type", "lone surrogate"),
+    ({**GOOD, "occurred_at": "2026-11-23T09:00:00\ud800Z"}, "occurred_at", "lone surrogate"),
+    ({**GOOD, "properties": {"$where": 1}}, "properties", f"key '$where' {KEY_RULE}"),
+    ({**GOOD, "properties": {"a.b": 1}}, "properties", f"key 'a.b' {KEY_RULE}"),
+    ({**GOOD, "properties": {"": 1}}, "properties", f"key '' {KEY_RULE}"),
+    ({**GOOD, "properties": {"x": [0, {"$gt": 1}]}}, "properties.x.1", f"key '$gt' {KEY_RULE}"),
+    ({**GOOD, "properties": {"a": {"b": {"c.d": 1}}}}, "properties.a.b", f"key 'c.d' {KEY_RULE}"),
+    ({**GOOD, "properties": {"deep": nested(40)}}, "properties.deep" + ".a" * 32, "deeper than 32"),
 ]
 
 
@@ -694,3 +730,357 @@ def test_healthz_is_503_when_the_database_is_unusable(tmp_path: Path) -> None:
 def test_app_refuses_an_empty_api_key(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="API_KEY"):
         create_app({"DATABASE": tmp_path / "e.db", "API_KEY": ""})
+
+
+# ---- what MongoDB cannot store: 400 naming the field, never a 500 ------------------------------
+
+EVENT_TEXT = '"user_id": "u", "event_type": "x"'
+# JSON text as sent: a number too large for a float parses as inf, and an escaped lone surrogate
+# parses as text no UTF-8 encoder takes. Both used to be 500s.
+UNSTORABLE_BODIES = [
+    ("/events", f'{{{EVENT_TEXT}, "properties": {{"n": 1e999999}}}}', "properties.n"),
+    ("/events", f'{{{EVENT_TEXT}, "properties": {{"n": [-1e400]}}}}', "properties.n.0"),
+    ("/events", f'{{{EVENT_TEXT}, "properties": {{"s": "a\\ud800"}}}}', "properties.s"),
+    ("/events", f'{{{EVENT_TEXT}, "properties": {{"\\udc00": 1}}}}', "properties"),
+    ("/events", '{"user_id": "\\ud800", "event_type": "x"}', "user_id"),
+    ("/events", '{"user_id": "u", "event_type": "x\\udfff"}', "event_type"),
+    ("/events", f'{{{EVENT_TEXT}, "occurred_at": "2026-11-23T09:00:00\\ud800Z"}}', "occurred_at"),
+    (
+        "/events/batch",
+        f'{{"events": [{{{EVENT_TEXT}}}, {{{EVENT_TEXT}}}, {{{EVENT_TEXT}}},'
+        f' {{{EVENT_TEXT}, "properties": {{"x": 1e999999}}}}]}}',
+        "events[3].properties.x",
+    ),
+    (
+        "/events/batch",
+        f'{{"events": [{{{EVENT_TEXT}}}, {{"user_id": "\\udbff", "event_type": "x"}}]}}',
+        "events[1].user_id",
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "text", "field"), UNSTORABLE_BODIES)
+def test_unstorable_number_or_text_is_400_naming_the_field_in_the_consumers_words(
+    client: FlaskClient, path: str, text: str, field: str
+) -> None:
+    response = post(client, None, path=path, raw=text)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.is_json
+    body = response.get_json()
+    assert body["error"] == "invalid_event"
+    parsed = json.loads(text)
+    items = parsed["events"] if "events" in parsed else [parsed]
+    # Exactly the (path, problem) the shared rule gives for the bad item's field.
+    for index, item in enumerate(items):
+        prefix = f"events[{index}]." if "events" in parsed else ""
+        for name in ("user_id", "event_type", "occurred_at", "properties"):
+            found = value_problem(item.get(name), path=prefix + name)
+            if found is not None:
+                assert body["details"] == [{"field": found[0], "problem": found[1]}]
+    assert fields(response) == [field]
+    assert stored_count(client) == 0
+
+
+@pytest.mark.parametrize(
+    ("properties", "field", "key"),
+    [
+        ({"$where": "1"}, "properties", "$where"),
+        ({"a.b": 1}, "properties", "a.b"),
+        ({"page": {"$gt": 1}}, "properties.page", "$gt"),
+        ({"list": [1, [{"x.y": 2}]]}, "properties.list.1.0", "x.y"),
+        ({"a": {"b": {"c": {"d": {"$e": None}}}}}, "properties.a.b.c.d", "$e"),
+    ],
+)
+def test_properties_keys_starting_with_dollar_or_holding_a_dot_are_400_at_any_depth(
+    client: FlaskClient, properties: dict[str, Any], field: str, key: str
+) -> None:
+    single = post(client, {**GOOD, "properties": properties})
+    assert single.status_code == 400
+    assert single.get_json()["details"] == [{"field": field, "problem": f"key {key!r} {KEY_RULE}"}]
+    batch = post(
+        client, {"events": [GOOD, {**GOOD, "properties": properties}]}, path="/events/batch"
+    )
+    assert batch.status_code == 400
+    assert fields(batch) == [f"events[1].{field}"]
+    assert stored_count(client) == 0
+    # The same keys one level down inside a plain value are fine: only keys are checked.
+    assert post(client, {**GOOD, "properties": {"note": f"{key} is text"}}).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {"$where": "1"},
+        {"a.b": 1},
+        {f"k{i}": i for i in range(65)},
+        {"k": "x" * MAX_PROPERTIES_BYTES},
+    ],
+    ids=["dollar key", "dotted key", "too many keys", "too large"],
+)
+def test_api_and_consumer_refuse_bad_properties_in_the_same_words(
+    client: FlaskClient, properties: dict[str, Any]
+) -> None:
+    (detail,) = post(client, {**GOOD, "properties": properties}).get_json()["details"]
+    sources = load_sources()
+    topic = sources["user-events"].topic
+    ctx = PipelineContext({topic: topic}, sources_by_topic(sources.values()))
+    record = {
+        "event_id": "01JAZ3V9Q8W4B5C6D7E8F9G0H1",
+        **GOOD,
+        "occurred_at": None,
+        "properties": properties,
+        "received_at": iso(T0),
+    }
+    message = InboundMessage(
+        topic, 0, 0, b"k", json.dumps(record).encode(), (("schema_version", b"1"),)
+    )
+    refused = process_message(message, ctx, T0)
+    assert isinstance(refused, Rejected)
+    assert refused.reason == f"{detail['field']}: {detail['problem']}"
+
+
+class BrokenBody(io.BytesIO):
+    """A request body whose framing the server finds broken after `data` (as gunicorn raises it)."""
+
+    def __init__(self, data: bytes, exc: Exception) -> None:
+        super().__init__(data)
+        self.exc = exc
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        if not data:
+            raise self.exc
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+@pytest.mark.parametrize(
+    ("exc", "at_limit"),
+    [
+        (http_errors.InvalidChunkSize(b"zz"), False),
+        (http_errors.ChunkMissingTerminator(b"XX"), False),
+        (http_errors.InvalidChunkExtension("bad"), True),
+        # Gone just as the body reached the limit, when the API reads one byte more to tell.
+        (http_errors.NoMoreData(b""), True),
+    ],
+    ids=["bad chunk size", "missing chunk terminator", "bad extension at limit", "gone at limit"],
+)
+def test_body_with_broken_framing_is_400_not_500(
+    client: FlaskClient, app: Flask, exc: Exception, at_limit: bool
+) -> None:
+    start = json.dumps(GOOD).encode()
+    data = start + b" " * (app.config["MAX_CONTENT_LENGTH"] - len(start)) if at_limit else b'{"'
+    response = client.post(
+        "/events",
+        input_stream=BrokenBody(data, exc),
+        headers={"X-API-Key": API_KEY, "Content-Type": "application/json"},
+        environ_overrides={"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True},
+    )
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"] == "malformed_body"
+    assert fields(response) == ["body"]
+    assert stored_count(client) == 0
+
+
+def test_api_key_outside_latin_1_is_401_not_500(client: FlaskClient) -> None:
+    # Only an in-process WSGI client can send it (gunicorn decodes header bytes as latin-1).
+    response = post(client, GOOD, key="ключ")
+    assert response.status_code == 401
+    assert fields(response) == ["X-API-Key"]
+
+
+def test_stats_time_pushed_out_of_range_by_its_offset_is_400_not_500(client: FlaskClient) -> None:
+    query = {"agg": "avg", "sensor": "t", "from": "0001-01-01T00:00:00+01:00", "to": iso(T0)}
+    response = client.get("/stats", query_string=query)
+    assert response.status_code == 400
+    assert fields(response) == ["from"]
+
+
+def test_options_is_answered_in_json_with_the_allowed_methods(client: FlaskClient) -> None:
+    response = client.options("/events")
+    assert response.status_code == 200
+    assert response.is_json
+    assert set(response.get_json()["allow"]) == {"GET", "HEAD", "OPTIONS", "POST"}
+    assert set(response.allow) == {"GET", "HEAD", "OPTIONS", "POST"}
+
+
+# ---- the server's own errors (gunicorn, before the app) ------------------------------------------
+
+
+class FakeGunicornLog:
+    """What the worker logs through, kept for the test."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def _keep(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.lines.append(msg % args if args else msg)
+
+    warning = exception = debug = info = error = _keep
+
+    def access(self, *args: Any) -> None:
+        self.lines.append("access")
+
+
+def server_error_answer(exc: Exception) -> tuple[bytes, dict[str, str], Any]:
+    """What JsonErrorWorker writes to a client whose request failed with `exc`."""
+    worker = JsonErrorWorker(0, 0, [], None, 30, Config(), FakeGunicornLog())
+    ours, theirs = socket.socketpair()
+    try:
+        worker.handle_error(None, ours, ("127.0.0.1", 40000), exc)
+        ours.close()
+        theirs.settimeout(5)
+        raw = b""
+        while chunk := theirs.recv(65536):
+            raw += chunk
+    finally:
+        theirs.close()
+        worker.tmp.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    assert int(headers["Content-Length"]) == len(body)
+    return status_line.encode(), headers, json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "error", "field"),
+    [
+        (
+            http_errors.LimitRequestHeaders("limit request headers fields size"),
+            431,
+            "request_header_fields_too_large",
+            "headers",
+        ),
+        (http_errors.LimitRequestLine(10_240, 4094), 414, "request_uri_too_long", "request_line"),
+        (http_errors.InvalidRequestLine("GARBAGE"), 400, "bad_request", "request_line"),
+        (http_errors.InvalidHeaderName("Bad Header"), 400, "bad_request", "headers"),
+        (http_errors.InvalidChunkSize(b"zz"), 400, "bad_request", "body"),
+        (RuntimeError("boom"), 500, "internal_error", "request"),
+    ],
+)
+def test_server_errors_are_answered_in_the_json_error_shape(
+    client: FlaskClient, exc: Exception, status: int, error: str, field: str
+) -> None:
+    status_line, headers, body = server_error_answer(exc)
+    assert status_line.split(b" ", 2)[1] == str(status).encode()
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Connection"] == "close"
+    assert body["error"] == error
+    assert [d["field"] for d in body["details"]] == [field]
+    assert all(d["problem"] for d in body["details"])
+    if status == 500:
+        assert body["details"][0]["problem"] == "RuntimeError"  # the kind, never the text
+    error_schema = client.get("/openapi.json").get_json()["components"]["schemas"]["Error"]
+    Draft202012Validator(error_schema).validate(body)
+
+
+def test_server_error_falls_back_by_kind_when_gunicorn_wrote_nothing() -> None:
+    for exc, status in ((http_errors.InvalidRequestLine("x"), 400), (RuntimeError("boom"), 500)):
+        answer = json_error_response(b"", exc)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(f"HTTP/1.1 {status} ".encode())
+        assert b"Content-Type: application/json" in head
+        assert json.loads(body)["details"][0]["field"] == (
+            "request_line" if status == 400 else "request"
+        )
+
+
+def test_stack_serves_the_events_api_with_the_json_error_worker() -> None:
+    argv = gunicorn_command(get_settings(), "producer.events.app:create_app()", 5000)
+    assert argv[argv.index("--worker-class") + 1] == WORKER_CLASS
+    assert load_class(WORKER_CLASS) is JsonErrorWorker
+    standin = gunicorn_command(get_settings(), "producer.standin.app:create_app()", 5001)
+    assert standin[standin.index("--worker-class") + 1] == "gthread"
+
+
+# ---- the OpenAPI document -----------------------------------------------------------------------
+
+
+def openapi(client: FlaskClient) -> dict[str, Any]:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.is_json
+    return dict(response.get_json())
+
+
+def test_openapi_document_is_valid_openapi_3_1(client: FlaskClient) -> None:
+    document = openapi(client)
+    assert document["openapi"].startswith("3.1.")
+    Draft202012Validator(OPENAPI_31).validate(document)
+    for schema in document["components"]["schemas"].values():
+        Draft202012Validator.check_schema(schema)
+
+
+def test_openapi_document_describes_every_route_and_method(app: Flask, client: FlaskClient) -> None:
+    paths = openapi(client)["paths"]
+    routes: dict[str, set[str]] = {}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        routes.setdefault(path, set()).update(m.lower() for m in rule.methods or ())
+    assert set(paths) == set(routes)
+    for path, methods in routes.items():
+        assert set(paths[path]) == methods - {"head", "options"}, path
+        for operation in paths[path].values():
+            assert "default" in operation["responses"], path
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path":
+                    assert f"{{{parameter['name']}}}" in path
+
+
+def test_openapi_document_holds_the_rules_the_routes_check(app: Flask, client: FlaskClient) -> None:
+    document = openapi(client)
+    schemas = document["components"]["schemas"]
+    rules = event_rules()
+    new_event = schemas["NewEvent"]
+    for name, rule in (("user_id", rules.user_id), ("event_type", rules.event_type)):
+        field = new_event["properties"][name]
+        assert (field["pattern"], field["minLength"], field["maxLength"]) == (
+            rule.pattern_text,
+            rule.min_length,
+            rule.max_length,
+        )
+    assert set(new_event["required"]) == {"user_id", "event_type"}
+    assert new_event["additionalProperties"] is False
+    assert schemas["Batch"]["properties"]["events"]["maxItems"] == app.config["BATCH_LIMIT"]
+    assert schemas["Properties"]["maxProperties"] == rules.properties_max_keys == 64
+    assert str(MAX_PROPERTIES_BYTES) in schemas["Properties"]["description"]
+    assert KEY_RULE in schemas["Properties"]["description"]
+    # The key pattern refuses exactly what the shared key rule refuses.
+    for key in ["$where", "a.b", "", "ok", "with space", "x$"]:
+        refused = value_problem({key: 1}) is not None
+        assert (Draft202012Validator({"pattern": KEY_PATTERN}).is_valid(key)) is not refused, key
+    assert document["components"]["securitySchemes"]["ApiKey"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+    }
+    paths = document["paths"]
+    for path in ("/events", "/events/batch"):
+        assert paths[path]["post"]["security"] == [{"ApiKey": []}]
+        assert "Idempotency-Key" in [p["name"] for p in paths[path]["post"]["parameters"]]
+    assert "security" not in paths["/events"]["get"]
+    limit = next(p for p in paths["/events"]["get"]["parameters"] if p["name"] == "limit")
+    assert limit["schema"]["maximum"] == app.config["MAX_PAGE_SIZE"]
+
+
+def test_every_error_the_app_answers_fits_the_documented_error_shape(client: FlaskClient) -> None:
+    validator = Draft202012Validator(openapi(client)["components"]["schemas"]["Error"])
+    answers = [
+        post(client, {**GOOD, "properties": {"$x": 1}}),
+        post(client, GOOD, key=None),
+        post(client, GOOD, content_type="text/plain"),
+        client.get("/events", query_string={"limit": "0"}),
+        client.get("/events/nope"),
+        client.delete("/events"),
+        client.get("/stats"),
+    ]
+    for answer in answers:
+        assert answer.status_code >= 400
+        validator.validate(answer.get_json())
