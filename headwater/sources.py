@@ -327,6 +327,22 @@ def build_catalog(documents: list[tuple[str, Any]]) -> Catalog:
             for name in names:
                 problems[name] = f"topic {topic} is also the topic of {', '.join(sorted(names))}"
                 sources.pop(name, None)
+    # One index name means one index per collection: a later entry that redefines it is refused
+    # (the first declaration keeps working), instead of failing every collection's bootstrap.
+    declared_indexes: dict[tuple[str, str], tuple[str, IndexSpec]] = {}
+    for source in list(sources.values()):
+        for index in source.indexes:
+            seen = declared_indexes.get((source.collection, index.name))
+            if seen is None:
+                declared_indexes[(source.collection, index.name)] = (source.name, index)
+            elif seen[1] != index:
+                problems[source.name] = (
+                    f"index {index.name} of collection {source.collection} is already declared "
+                    f"by source {seen[0]} as {dict(seen[1].keys)}"
+                    f"{' unique' if seen[1].unique else ''}"
+                )
+                sources.pop(source.name, None)
+                break
     paused: dict[str, str] = {}
     for name, problem in problems.items():
         spec = raw.get(name, ("", {}))[1]

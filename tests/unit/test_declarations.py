@@ -210,6 +210,19 @@ def test_an_invalid_entry_is_a_problem_of_its_own_and_pauses_only_its_topic() ->
     assert topics == {"ok": "ok"} and set(paused) == {"parcel-scans"}
 
 
+def test_an_entry_redefining_an_index_of_a_shared_collection_is_refused_alone() -> None:
+    first = entry(topic="a", collection="c", indexes=[{"name": "by_ts", "keys": {"ts": 1}}])
+    same = entry(topic="b", collection="c", indexes=[{"name": "by_ts", "keys": {"ts": 1}}])
+    other = entry(topic="d", collection="c", indexes=[{"name": "by_ts", "keys": {"ts": -1}}])
+    catalog = build_catalog([("s.yaml", {"sources": {"a": first, "b": same, "d": other}})])
+    assert sorted(catalog.sources) == ["a", "b"]
+    assert catalog.problems == {
+        "d": "index by_ts of collection c is already declared by source a as {'ts': 1}"
+    }
+    assert list(catalog.paused_topics) == ["d"]
+    schema_of(catalog.sources.values())  # builds: no conflict left
+
+
 def test_the_extra_file_adds_entries_and_a_name_in_both_files_is_refused(tmp_path: Path) -> None:
     main, extra = tmp_path / "sources.yaml", tmp_path / "local.yaml"
     main.write_text(yaml.safe_dump({"sources": {"a": entry(topic="a")}}))
