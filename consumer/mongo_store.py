@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import bson
 from bson.errors import InvalidDocument
-from pymongo import MongoClient, ReplaceOne
+from pymongo import MongoClient, ReplaceOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
 
@@ -24,7 +24,9 @@ DUPLICATE_KEY = 11000
 # 11000 from two members upserting one _id at the same moment (the retry finds the document).
 TRANSIENT_CODES = {6, 7, 50, 64, 89, 91, 112, 189, 262, 9001, 10107, 11000, 11600, 11602, 13435}
 
-WriteMode = Literal["insert", "replace"]
+WriteMode = Literal["insert", "replace", "refresh"]
+# A rejection keeps the time it was first rejected; every other field follows the latest message.
+FIRST_SEEN_FIELD = "rejected_at"
 
 
 class StoreUnavailable(RuntimeError):
@@ -116,13 +118,16 @@ class MongoStore:
         if plan.rejections:
             # Keyed by content: the same record rejected again (re-delivered, re-run, backfilled)
             # replaces its rejection, which then names the latest partition, offset and run.
-            failed = self._insert_or_replace(Collections.REJECTED, plan.rejections)
+            failed = self._insert_or_replace(Collections.REJECTED, plan.rejections, "refresh")
             if failed:
                 raise RuntimeError(f"rejected documents refused by the server: {failed}")
         return refused
 
     def _insert_or_replace(
-        self, collection: str, docs: dict[str, dict[str, Any]]
+        self,
+        collection: str,
+        docs: dict[str, dict[str, Any]],
+        again_mode: WriteMode = "replace",
     ) -> dict[tuple[str, str], str]:
         """Insert every document; replace those whose _id is already stored.
 
@@ -133,7 +138,7 @@ class MongoStore:
         first = self._bulk(collection, docs, "insert")
         refused = {(collection, i): reason for i, reason in first.refused.items()}
         if first.existing:
-            again = self._bulk(collection, {i: docs[i] for i in first.existing}, "replace")
+            again = self._bulk(collection, {i: docs[i] for i in first.existing}, again_mode)
             if again.existing:
                 # Two members upserting one new _id at once; the retry finds the document.
                 raise StoreUnavailable(f"{collection}: concurrent upsert of {again.existing[0]}")
@@ -149,9 +154,23 @@ class MongoStore:
             if mode == "insert":
                 batch = [{"_id": i, **docs[i]} for i in ids]
                 self._db[collection].insert_many(batch, ordered=False)
-            else:
+            elif mode == "replace":
                 ops = [ReplaceOne({"_id": i}, docs[i], upsert=True) for i in ids]
                 self._db[collection].bulk_write(ops, ordered=False)
+            else:
+                # Re-delivered or re-run: where it was seen last, but first rejected when it was.
+                refresh = [
+                    UpdateOne(
+                        {"_id": i},
+                        {
+                            "$set": {k: v for k, v in docs[i].items() if k != FIRST_SEEN_FIELD},
+                            "$setOnInsert": {FIRST_SEEN_FIELD: docs[i].get(FIRST_SEEN_FIELD)},
+                        },
+                        upsert=True,
+                    )
+                    for i in ids
+                ]
+                self._db[collection].bulk_write(refresh, ordered=False)
         except (InvalidDocument, OverflowError):
             # The driver cannot encode a document (a NUL in a field name, an integer beyond 64
             # bits in free-form properties): those documents are refused for good and the others

@@ -6,7 +6,7 @@ from typing import Any
 
 import bson
 import pytest
-from pymongo import ReplaceOne
+from pymongo import ReplaceOne, UpdateOne
 from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
@@ -49,9 +49,10 @@ class FakeCollection:
                 self.docs[doc["_id"]] = dict(doc)
         self._raise_errors(errors)
 
-    def bulk_write(self, ops: list[ReplaceOne], ordered: bool) -> None:
+    def bulk_write(self, ops: list[ReplaceOne | UpdateOne], ordered: bool) -> None:
         assert ordered is False
-        self.calls.append(("replace", [op._filter["_id"] for op in ops]))
+        kind = "replace" if all(isinstance(op, ReplaceOne) for op in ops) else "refresh"
+        self.calls.append((kind, [op._filter["_id"] for op in ops]))
         self._raise_scripted()
         for op in ops:
             assert op._upsert is True
@@ -61,8 +62,13 @@ class FakeCollection:
             doc_id = op._filter["_id"]
             if doc_id in self.refuse:
                 errors.append({"index": index, "code": 121, "errmsg": "Document failed validation"})
-            else:
+            elif isinstance(op, ReplaceOne):
                 self.docs[doc_id] = {"_id": doc_id, **op._doc}
+            else:
+                current = self.docs.get(doc_id)
+                if current is None:
+                    current = self.docs[doc_id] = {"_id": doc_id, **op._doc["$setOnInsert"]}
+                current.update(op._doc["$set"])
         self._raise_errors(errors)
 
     def _raise_scripted(self) -> None:
@@ -188,15 +194,17 @@ def test_other_server_errors_are_not_retried_forever() -> None:
         MongoStore(db).write(plan(a={}))  # type: ignore[arg-type]
 
 
-def test_a_record_rejected_again_replaces_its_rejection_with_the_latest_position() -> None:
+def test_a_record_rejected_again_names_its_latest_position_and_keeps_its_first_time() -> None:
     db = FakeDatabase()
     store = MongoStore(db)  # type: ignore[arg-type]
     for offset in (1, 9):
         p = WritePlan()
-        p.rejections["t|abc"] = {"reason": "r", "offset": offset}
+        p.rejections["t|abc"] = {"reason": "r", "offset": offset, "rejected_at": f"t{offset}"}
         store.write(p)
-    assert db["rejected"].docs == {"t|abc": {"_id": "t|abc", "reason": "r", "offset": 9}}
-    assert [kind for kind, _ in db["rejected"].calls] == ["insert", "insert", "replace"]
+    assert db["rejected"].docs == {
+        "t|abc": {"_id": "t|abc", "reason": "r", "offset": 9, "rejected_at": "t1"}
+    }
+    assert [kind for kind, _ in db["rejected"].calls] == ["insert", "insert", "refresh"]
 
 
 def test_an_integer_beyond_64_bits_in_free_form_properties_is_refused_not_fatal() -> None:
