@@ -116,11 +116,12 @@ def json_type(value: Any) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
-def describe_errors(error: ValidationError) -> str:
-    """Pydantic's errors as 'field: message; ...' without the input values, so reasons group."""
+def describe_errors(error: ValidationError, whole: str = "record") -> str:
+    """Pydantic's errors as 'field: message; ...' without the input values, so reasons group;
+    an error of the whole object is named `whole`."""
     parts = []
     for item in error.errors(include_url=False, include_input=False):
-        loc = ".".join(str(p) for p in item["loc"]) or "record"
+        loc = ".".join(str(p) for p in item["loc"]) or whole
         message = item["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {message}")
     return "; ".join(parts)

@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from headwater import transforms
-from headwater.contracts import Collections, ContractError, validate_record
+from headwater.contracts import Collections, ContractError, describe_errors, validate_record
 from headwater.declarations import (
     FILTER_FIELDS,
     ContractSpec,
@@ -249,15 +249,6 @@ class Source(_Strict):
         return base.rstrip("/") + self.route
 
 
-def describe_declaration_error(error: ValidationError) -> str:
-    """A declaration's validation errors as 'path: message; ...' (what a user must fix)."""
-    parts = []
-    for item in error.errors(include_url=False, include_input=False):
-        loc = ".".join(str(p) for p in item["loc"]) or "entry"
-        parts.append(f"{loc}: {item['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
-
-
 @dataclass(frozen=True)
 class Catalog:
     """Every declared source that is valid, and the problem of every one that is not.
@@ -316,7 +307,7 @@ def build_catalog(documents: list[tuple[str, Any]]) -> Catalog:
         try:
             sources[name] = Source(name=name, **spec)
         except ValidationError as exc:
-            problems[name] = describe_declaration_error(exc)
+            problems[name] = describe_errors(exc, whole="entry")
         except TypeError as exc:
             problems[name] = str(exc)
     by_topic: dict[str, list[str]] = {}
