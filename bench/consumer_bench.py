@@ -44,7 +44,8 @@ from consumer.pipeline import PipelineContext, Rejected, process_message, source
 from db.bootstrap import bootstrap as bootstrap_db
 from headwater.clients import mongo_client, producer_config, redact_uri
 from headwater.contracts import Collections
-from headwater.kafka_admin import admin_client, delete_topics, ensure_topics
+from headwater.kafka_access import create_topics
+from headwater.kafka_admin import admin_client, delete_topics
 from headwater.settings import REPO_ROOT, Settings, get_settings
 from headwater.sources import Source, load_sources
 from producer.kafka_out import encode_value, message_headers, message_key, produce
@@ -202,7 +203,8 @@ def consumer_rate(
     env = dict(
         os.environ,
         HEADWATER_CONSUMER_TOPICS=",".join(f"{s}={c}" for c, s in topics.items()),
-        HEADWATER_CONSUMER_GROUP=name,
+        # Named after the pipeline's group: the consumer principal's ACL covers that prefix.
+        HEADWATER_CONSUMER_GROUP=f"{settings.kafka.consumer_group}-{name}",
         MONGO_DB=db.name,
         HEADWATER_CONSUMER_PORT=str(port),
     )
@@ -264,9 +266,7 @@ def measure(
         workload.rejected,
     )
     admin = admin_client(settings)
-    ensure_topics(
-        admin, list(topics.values()), settings.kafka.partitions, settings.kafka.replication_factor
-    )
+    create_topics(admin, settings, list(topics.values()))
     try:
         with mongo_client(settings) as client:
             # The ceiling brackets the consumer (before and after): on a shared machine, load

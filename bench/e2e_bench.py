@@ -41,7 +41,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 from schedule import windows_in_one_interval
 
-from headwater.clients import mongo_client
+from headwater.clients import kafka_security, mongo_client
 from headwater.contracts import Collections
 from headwater.settings import Settings, get_settings
 from headwater.sources import Source, format_time, get_source, record_key
@@ -166,6 +166,8 @@ def kafka_timestamps(
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka.bootstrap_servers,
+            # A measuring tool, not the pipeline: the admin principal reads any topic.
+            **kafka_security(settings, "admin"),
             "group.id": f"bench-e2e-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",

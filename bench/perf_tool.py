@@ -73,6 +73,15 @@ def perf_tool_props(producer_config: dict[str, Any]) -> dict[str, str]:
         if key in producer_config:
             value = producer_config[key]
             props[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    # The same principal over the same SASL mechanism, so authentication costs both the same.
+    if "sasl.username" in producer_config:
+        props["security.protocol"] = str(producer_config["security.protocol"])
+        props["sasl.mechanism"] = str(producer_config["sasl.mechanism"])
+        props["sasl.jaas.config"] = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{producer_config["sasl.username"]}" '
+            f'password="{producer_config["sasl.password"]}";'
+        )
     return props
 
 

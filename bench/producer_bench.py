@@ -35,8 +35,9 @@ from typing import Any
 from measures import rate, ratio
 from perf_tool import PerfSummary, PerfToolError, parse_summary, perf_tool_command, perf_tool_props
 
-from headwater.clients import producer_config
-from headwater.kafka_admin import admin_client, delete_topics, ensure_topics
+from headwater.clients import producer_config, redact_config
+from headwater.kafka_access import create_topics
+from headwater.kafka_admin import admin_client, delete_topics
 from headwater.settings import Settings, get_settings
 from headwater.sources import Source, get_source
 from producer.kafka_out import encode_value, message_key, produce
@@ -79,7 +80,7 @@ def measure(settings: Settings, records: int = 60_000) -> dict[str, Any]:
     source: Source = get_source("devices").model_copy(update={"topic": topic})
     config = producer_config(settings)
     admin = admin_client(settings)
-    ensure_topics(admin, [topic], settings.kafka.partitions, settings.kafka.replication_factor)
+    create_topics(admin, settings, [topic])
     java = shutil.which("java") or "java"
     libs = settings.stack.cache_dir / "kafka" / "libs"
     props = perf_tool_props(config)
@@ -156,7 +157,9 @@ def measure(settings: Settings, records: int = 60_000) -> dict[str, Any]:
         "pages": stats.pages,
         "avg_message_bytes": round(avg_message, 1),
         "avg_value_bytes": round(avg_value, 1),
-        "producer_config": {k: v for k, v in config.items() if k != "bootstrap.servers"},
+        "producer_config": redact_config(
+            {k: v for k, v in config.items() if k != "bootstrap.servers"}
+        ),
         "pipeline": {
             "records_per_s": round(pipeline_rate, 1),
             "seconds": round(pipeline_s, 3),

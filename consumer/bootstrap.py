@@ -22,8 +22,9 @@ from consumer.service import ConsumerService, Reloader, utc_now
 from consumer.status import ConsumerState
 from db.bootstrap import bootstrap as bootstrap_db
 from db.schema import schema_of
-from headwater.clients import backoff
-from headwater.kafka_admin import admin_client, ensure_topics
+from headwater.clients import backoff, kafka_security
+from headwater.kafka_access import create_topics
+from headwater.kafka_admin import admin_client
 from headwater.settings import Settings
 from headwater.sources import Catalog, load_catalog
 
@@ -54,14 +55,13 @@ def pipeline_context(config: ConsumerConfig, catalog: Catalog) -> tuple[Pipeline
 
 
 def prepare_topics(settings: Settings, client: MongoClient, db_name: str):  # noqa: ANN201
-    """What makes a newly declared topic readable: the topic in Kafka, then its collection,
-    validator and indexes in MongoDB (both idempotent; raise when a service is away)."""
+    """What makes a newly declared topic readable: the topic in Kafka and its ACLs (the producer
+    writes it, this consumer reads it), then its collection, validator and indexes in MongoDB
+    (all idempotent; raise when a service is away). Creating topics and ACLs is the admin
+    principal's job: only this step uses it, the reading is the consumer principal's."""
 
     def prepare(catalog: Catalog, topics: list[str]) -> None:
-        kafka = settings.kafka
-        created = ensure_topics(
-            admin_client(settings), topics, kafka.partitions, kafka.replication_factor
-        )
+        created = create_topics(admin_client(settings), settings, topics)
         report = bootstrap_db(
             client[db_name], update_validators=True, schema=schema_of(catalog.sources.values())
         )
@@ -134,6 +134,7 @@ def build_consumer(
             f"headwater-consumer-{config.instance}",
             config.session_timeout_ms,
             config.kafka_overrides,
+            security=kafka_security(settings, "consumer"),
         )
     )
     state = ConsumerState(

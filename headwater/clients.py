@@ -76,9 +76,40 @@ def redact_uri(uri: str) -> str:
 # ---- Kafka -------------------------------------------------------------------------------------
 
 
-def producer_config(settings: Settings, overrides: KafkaConfig | None = None) -> KafkaConfig:
-    """librdkafka settings of every Headwater producer (acks=all, idempotent), plus overrides."""
-    return {**settings.kafka.producer_config(), **(overrides or {})}
+# Every client authenticates: the brokers' client listeners take only SASL/SCRAM-SHA-512.
+SECURITY_PROTOCOL = "SASL_PLAINTEXT"
+SASL_MECHANISM = "SCRAM-SHA-512"
+# Config keys whose values are secrets (redact_config hides them).
+_SECRET_KEYS = ("sasl.password", "sasl.jaas.config", "ssl.key.password")
+
+
+def kafka_security(settings: Settings, role: str) -> KafkaConfig:
+    """librdkafka's SASL settings for one role's principal ("admin", "producer", "consumer",
+    "health"): what it may do is its ACLs' business (headwater/kafka_access.py)."""
+    user, password = settings.kafka.credentials(role)
+    return {
+        "security.protocol": SECURITY_PROTOCOL,
+        "sasl.mechanism": SASL_MECHANISM,
+        "sasl.username": user,
+        "sasl.password": password,
+    }
+
+
+def redact_config(conf: dict[str, Any]) -> dict[str, Any]:
+    """A client config fit for a log line or a printed summary: secrets replaced by ***."""
+    return {k: ("***" if k in _SECRET_KEYS else v) for k, v in conf.items()}
+
+
+def producer_config(
+    settings: Settings, overrides: KafkaConfig | None = None, *, role: str = "producer"
+) -> KafkaConfig:
+    """librdkafka settings of every Headwater producer (acks=all, idempotent), as the producer
+    principal (tests' own tooling may pass role="admin"), plus overrides."""
+    return {
+        **settings.kafka.producer_config(),
+        **kafka_security(settings, role),
+        **(overrides or {}),
+    }
 
 
 def consumer_config(
@@ -87,10 +118,16 @@ def consumer_config(
     client_id: str,
     session_timeout_ms: int,
     overrides: KafkaConfig | None = None,
+    *,
+    security: KafkaConfig | None = None,
 ) -> KafkaConfig:
-    """librdkafka settings of a pipeline consumer: offsets move only when we say so."""
+    """librdkafka settings of a pipeline consumer: offsets move only when we say so.
+
+    `security` is the principal's SASL settings (kafka_security(settings, "consumer")).
+    """
     conf: KafkaConfig = {
         "bootstrap.servers": bootstrap_servers,
+        **(security or {}),
         "group.id": group_id,
         "client.id": client_id,
         # Offsets are committed by hand, after MongoDB acknowledged the batch, never before.
@@ -110,11 +147,13 @@ def consumer_config(
     return conf
 
 
-def admin_config(settings: Settings, **overrides: str | int) -> KafkaConfig:
-    """librdkafka settings of an AdminClient on both brokers (one is enough to answer)."""
+def admin_config(settings: Settings, role: str = "admin", **overrides: str | int) -> KafkaConfig:
+    """librdkafka settings of an AdminClient on both brokers (one is enough to answer), as the
+    admin principal or, for what only reads (health checks, reconcile), "health"."""
     conf: KafkaConfig = {
         "bootstrap.servers": settings.kafka.bootstrap_servers,
         "socket.timeout.ms": 5000,
+        **kafka_security(settings, role),
     }
     conf.update(overrides)
     return conf
@@ -156,6 +195,9 @@ def _kafka_connection(settings: Settings) -> dict[str, Any]:
         "conn_type": "kafka",
         "extra": {
             "bootstrap.servers": settings.kafka.bootstrap_servers,
+            # The health checks' principal: it may describe the cluster, the pipeline's topics
+            # and the consumer group, nothing else. Airflow masks the password in its UI and logs.
+            **kafka_security(settings, "health"),
             "group.id": settings.kafka.consumer_group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",

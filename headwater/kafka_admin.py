@@ -50,9 +50,10 @@ class PartitionState:
         return len(self.isr) < len(self.replicas)
 
 
-def admin_client(settings: Settings, **overrides: str) -> AdminClient:
-    """An AdminClient on both brokers (one is enough to answer)."""
-    return AdminClient(admin_config(settings, **overrides))
+def admin_client(settings: Settings, role: str = "admin", **overrides: str) -> AdminClient:
+    """An AdminClient on both brokers (one is enough to answer), as the admin principal or, for
+    what only reads (health checks, reconcile), as "health"."""
+    return AdminClient(admin_config(settings, role, **overrides))
 
 
 def cluster_brokers(admin: AdminClient, timeout_s: float = 5.0) -> dict[int, str]:

@@ -7,6 +7,7 @@ Every value can be overridden by an environment variable or a `.env` file in the
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,6 +15,12 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# The Kafka principals: the brokers' own, then one per client role.
+KAFKA_ROLES = ("broker", "admin", "producer", "consumer", "health")
+_CREDENTIAL_CHARS = "letters, digits and . _ - ~ ! @ # $ % ^ & * + = : /"
+_CREDENTIAL = re.compile(r"[A-Za-z0-9._\-~!@#$%^&*+=:/]+")
 
 
 def _config(prefix: str) -> SettingsConfigDict:
@@ -72,6 +79,46 @@ class KafkaSettings(BaseSettings):
     delivery_timeout_ms: int = 120_000
     compression: str = "lz4"
     linger_ms: int = 20
+    # SASL/SCRAM-SHA-512 principals, one per role (ACLs in headwater/kafka_access.py say what
+    # each may do). Passwords: set every KAFKA_*_PASSWORD in `.env` outside a laptop; the
+    # defaults only make a fresh checkout work. The broker principal is the brokers' own
+    # (inter-broker and broker-to-controller traffic); admin is the stack's and the tests'.
+    broker_user: str = "headwater-broker"
+    broker_password: SecretStr = SecretStr("broker-dev-secret")
+    admin_user: str = "headwater-admin"
+    admin_password: SecretStr = SecretStr("admin-dev-secret")
+    producer_user: str = "headwater-producer"
+    producer_password: SecretStr = SecretStr("producer-dev-secret")
+    consumer_user: str = "headwater-consumer"
+    consumer_password: SecretStr = SecretStr("consumer-dev-secret")
+    health_user: str = "headwater-health"
+    health_password: SecretStr = SecretStr("health-dev-secret")
+    # SCRAM's iteration count for the credentials the stack creates (Kafka's minimum is 4096).
+    scram_iterations: int = 8192
+
+    @field_validator("broker_user", "admin_user", "producer_user", "consumer_user", "health_user")
+    @classmethod
+    def _plain_user(cls, value: str) -> str:
+        if not _CREDENTIAL.fullmatch(value):
+            raise ValueError(f"Kafka user names may use only {_CREDENTIAL_CHARS}")
+        return value
+
+    @field_validator(
+        "broker_password",
+        "admin_password",
+        "producer_password",
+        "consumer_password",
+        "health_password",
+    )
+    @classmethod
+    def _plain_password(cls, value: SecretStr) -> SecretStr:
+        # They are written into JAAS lines and the storage tool's SCRAM argument, where quotes,
+        # backslashes, commas and brackets would need escaping that Kafka's parsers differ on.
+        if not 8 <= len(value.get_secret_value()) <= 128 or not _CREDENTIAL.fullmatch(
+            value.get_secret_value()
+        ):
+            raise ValueError(f"Kafka passwords need 8-128 characters of {_CREDENTIAL_CHARS}")
+        return value
 
     def producer_config(self) -> dict[str, str | int | bool]:
         """librdkafka settings of every Headwater producer: nothing lost, nothing doubled."""
@@ -84,6 +131,13 @@ class KafkaSettings(BaseSettings):
             "linger.ms": self.linger_ms,
             "message.timeout.ms": self.delivery_timeout_ms,
         }
+
+    def credentials(self, role: str) -> tuple[str, str]:
+        """(user, password) of a role: "broker", "admin", "producer", "consumer" or "health"."""
+        if role not in KAFKA_ROLES:
+            raise ValueError(f"unknown Kafka role {role!r} (one of {', '.join(KAFKA_ROLES)})")
+        password: SecretStr = getattr(self, f"{role}_password")
+        return getattr(self, f"{role}_user"), password.get_secret_value()
 
     @property
     def broker_ports(self) -> list[int]:

@@ -7,7 +7,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from headwater.settings import REPO_ROOT, Settings
+from headwater import kafka_access
+from headwater.clients import SASL_MECHANISM
+from headwater.settings import KAFKA_ROLES, REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +17,12 @@ CONTROLLER_NODE_ID = 1
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
 LOG4J2_CONFIG = REPO_ROOT / "infra" / "kafka" / "log4j2.properties"
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+PLAIN_LOGIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
+SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
+# Written beside meta.properties once a node is formatted with the SCRAM credentials: a log dir
+# without it was formatted before the cluster required authentication.
+SASL_MARKER = "headwater-sasl"
 
 
 @dataclass(frozen=True)
@@ -47,14 +55,44 @@ def _properties(values: dict[str, object]) -> str:
     return "".join(f"{key}={value}\n" for key, value in values.items())
 
 
+def _jaas(module: str, **options: str) -> str:
+    values = " ".join(f'{key}="{value}"' for key, value in options.items())
+    return f"{module} required {values};"
+
+
+def security_config(settings: Settings) -> dict[str, object]:
+    """Authentication and authorization of every node.
+
+    Clients and brokers talk on the BROKER listener with SASL/SCRAM-SHA-512 (credentials live in
+    the cluster metadata: the storage tool writes the first ones, kafka_access the rest). The
+    brokers reach the controller with SASL/PLAIN as the broker principal (a static credential:
+    the controller must admit brokers before any metadata exists). StandardAuthorizer denies
+    whatever no ACL allows; the broker and admin principals are super users.
+    """
+    user, password = settings.kafka.credentials("broker")
+    return {
+        "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,BROKER:SASL_PLAINTEXT",
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        # Server side on the controller (user_<name>), client side on the brokers.
+        "listener.name.controller.plain.sasl.jaas.config": _jaas(
+            PLAIN_LOGIN, username=user, password=password, **{f"user_{user}": password}
+        ),
+        "authorizer.class.name": AUTHORIZER,
+        "super.users": kafka_access.super_users(settings),
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
 def node_config(settings: Settings, node: KafkaNode) -> str:
-    """The server.properties text for one node."""
+    """The server.properties text for one node (it holds the broker principal's password: the
+    file is written readable by its owner only)."""
     k = settings.kafka
     common: dict[str, object] = {
         "node.id": node.node_id,
         "controller.quorum.voters": f"{CONTROLLER_NODE_ID}@{k.host}:{k.controller_port}",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        **security_config(settings),
         "log.dirs": node.log_dir(settings),
     }
     if node.role == "controller":
@@ -65,13 +103,19 @@ def node_config(settings: Settings, node: KafkaNode) -> str:
                 "listeners": f"CONTROLLER://{k.host}:{node.port}",
             }
         )
+    user, password = k.credentials("broker")
     return _properties(
         {
             "process.roles": "broker",
             **common,
-            "listeners": f"PLAINTEXT://{k.host}:{node.port}",
-            "advertised.listeners": f"PLAINTEXT://{k.host}:{node.port}",
-            "inter.broker.listener.name": "PLAINTEXT",
+            "listeners": f"BROKER://{k.host}:{node.port}",
+            "advertised.listeners": f"BROKER://{k.host}:{node.port}",
+            "inter.broker.listener.name": "BROKER",
+            "listener.name.broker.sasl.enabled.mechanisms": SASL_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SASL_MECHANISM,
+            "listener.name.broker.scram-sha-512.sasl.jaas.config": _jaas(
+                SCRAM_LOGIN, username=user, password=password
+            ),
             # Topics are created explicitly by the topic-admin step, never by a typo in a producer.
             "auto.create.topics.enable": "false",
             "num.partitions": k.partitions,
@@ -122,6 +166,8 @@ def write_configs(settings: Settings) -> None:
     for node in kafka_nodes(settings):
         path = node.config_path(settings)
         path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.chmod(0o600)
         path.write_text(node_config(settings, node))
 
 
@@ -129,9 +175,21 @@ def format_storage(settings: Settings) -> list[str]:
     """Format each node's log dir once with the stable cluster id; returns those formatted now."""
     formatted: list[str] = []
     for node in kafka_nodes(settings):
-        if (node.log_dir(settings) / "meta.properties").exists():
+        log_dir = node.log_dir(settings)
+        if (log_dir / "meta.properties").exists():
+            if not (log_dir / SASL_MARKER).exists():
+                raise RuntimeError(
+                    f"{log_dir} was formatted before Kafka required authentication, so its "
+                    "metadata holds no SCRAM credentials and the brokers could not log in to "
+                    "each other. Stop the stack and remove "
+                    f"{settings.stack.data_dir / 'kafka'} (Kafka's buffered messages only; "
+                    "MongoDB keeps everything stored), then start it again."
+                )
             continue
-        node.log_dir(settings).mkdir(parents=True, exist_ok=True)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        scram: list[str] = []
+        for role in KAFKA_ROLES:
+            scram += ["--add-scram", kafka_access.scram_argument(settings, role)]
         cmd = java_command(
             settings,
             STORAGE_TOOL_MAIN,
@@ -141,11 +199,14 @@ def format_storage(settings: Settings) -> list[str]:
             "--config",
             str(node.config_path(settings)),
             "--ignore-formatted",
+            *scram,
             heap="256m",
         )
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
+            # The output names the failing option, never the passwords of the argument list.
             raise RuntimeError(f"formatting {node.name} failed: {result.stdout}{result.stderr}")
+        (log_dir / SASL_MARKER).write_text("SCRAM-SHA-512 credentials written at format time\n")
         log.info(
             "kafka storage formatted node=%s cluster_id=%s", node.name, settings.kafka.cluster_id
         )

@@ -23,6 +23,7 @@ from consumer.pipeline import PipelineContext, Rejected, Stored, process_message
 from db.bootstrap import bootstrap
 from db.schema import schema_of
 from headwater.clients import mongo_client
+from headwater.kafka_access import apply_access
 from headwater.kafka_admin import admin_client, ensure_topics
 from headwater.settings import Settings
 from headwater.sources import Catalog, Source, load_catalog
@@ -38,6 +39,7 @@ class Applied:
 
     topics: list[str] = field(default_factory=list)
     topics_created: list[str] = field(default_factory=list)
+    acls: int = 0
     collections_created: list[str] = field(default_factory=list)
     indexes: int = 0
     problems: dict[str, str] = field(default_factory=dict)
@@ -48,9 +50,11 @@ def apply(settings: Settings, catalog: Catalog | None = None) -> Applied:
     """Create what the valid declarations need in Kafka and MongoDB (idempotent)."""
     catalog = catalog or load_catalog(settings)
     kafka = settings.kafka
-    created = ensure_topics(
-        admin_client(settings), catalog.topics, kafka.partitions, kafka.replication_factor
-    )
+    admin = admin_client(settings)
+    # Each role's credential from settings, the group and cluster ACLs, and each topic's (before
+    # the topic exists: see kafka_access.create_topics).
+    acls = apply_access(admin, settings, catalog.topics)
+    created = ensure_topics(admin, catalog.topics, kafka.partitions, kafka.replication_factor)
     with mongo_client(settings) as client:
         report = bootstrap(
             client[settings.mongo.db],
@@ -61,16 +65,18 @@ def apply(settings: Settings, catalog: Catalog | None = None) -> Applied:
     applied = Applied(
         topics=catalog.topics,
         topics_created=created,
+        acls=acls,
         collections_created=report.created,
         indexes=len(report.indexes),
         problems=dict(catalog.problems),
         file_problems=dict(catalog.file_problems),
     )
     log.info(
-        "declarations applied topics=%d created_topics=%s created_collections=%s indexes=%d "
-        "invalid=%s",
+        "declarations applied topics=%d created_topics=%s acls=%d created_collections=%s "
+        "indexes=%d invalid=%s",
         len(applied.topics),
         ",".join(created) or "-",
+        acls,
         ",".join(report.created) or "-",
         applied.indexes,
         ",".join(sorted(applied.problems)) or "-",

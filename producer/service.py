@@ -81,7 +81,8 @@ def reconcile_run(source_name: str, ingested: dict[str, Any]) -> dict[str, Any]:
     run produced, then count the run's own keys in MongoDB and compare."""
     settings = get_settings()
     source = get_source(source_name)
-    admin = admin_client(settings)
+    # Reading watermarks and the group's commits is the health principal's (describe only).
+    admin = admin_client(settings, "health")
     group = settings.consumer.group or settings.kafka.consumer_group
 
     def offsets() -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:

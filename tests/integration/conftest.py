@@ -10,7 +10,8 @@ from types import ModuleType
 
 import pytest
 
-from headwater.kafka_admin import admin_client, delete_topics, ensure_topics
+from headwater.kafka_access import create_topics
+from headwater.kafka_admin import admin_client, delete_topics
 from headwater.settings import REPO_ROOT, Settings, get_settings
 from infra import stack
 from infra.health import check_all
@@ -39,8 +40,7 @@ def unique_name() -> str:
 def topic(live_stack: Settings, unique_name: str) -> Iterator[str]:
     """A fresh pipeline-shaped topic (partitions and RF from settings), deleted afterwards."""
     admin = admin_client(live_stack)
-    k = live_stack.kafka
-    ensure_topics(admin, [unique_name], k.partitions, k.replication_factor)
+    create_topics(admin, live_stack, [unique_name])
     yield unique_name
     delete_topics(admin, [unique_name])
 

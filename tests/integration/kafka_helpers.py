@@ -6,7 +6,7 @@ import time
 
 from confluent_kafka import Consumer, Producer
 
-from headwater.clients import producer_config
+from headwater.clients import kafka_security, producer_config
 from headwater.settings import Settings
 
 
@@ -32,7 +32,7 @@ def produce_all(
         producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
         producer.poll(0)
     assert producer.flush(90) == 0
-    assert errors == []
+    assert errors == [], errors[:3]
     return acked
 
 
@@ -46,6 +46,8 @@ def consume_all(
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka.bootstrap_servers,
+            # Test tooling reads as the admin principal (any topic, any group).
+            **kafka_security(settings, "admin"),
             "group.id": group,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,

@@ -25,7 +25,8 @@ from confluent_kafka.admin import NewTopic
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from headwater.clients import mongo_client, producer_config
+from headwater.clients import kafka_security, mongo_client, producer_config
+from headwater.kafka_access import grant, grant_topics, group_grants
 from headwater.kafka_admin import TOPIC_CONFIG, admin_client, delete_topics
 from headwater.settings import REPO_ROOT, Settings
 from headwater.sources import get_source
@@ -108,6 +109,8 @@ def kafka_topics(
     admin = admin_client(settings)
     k = settings.kafka
     topic_config = {**TOPIC_CONFIG, **(config or {})}
+    # Granted first: see headwater.kafka_access.create_topics.
+    grant_topics(admin, settings, names)
     futures = admin.create_topics(
         [NewTopic(n, k.partitions, k.replication_factor, config=topic_config) for n in names],
         operation_timeout=30,
@@ -196,7 +199,13 @@ def committed_offsets(
 ) -> dict[tuple[str, int], int]:
     """The group's committed offset per partition (-1001 when none)."""
     parts = [TopicPartition(t, p) for t in topics for p in range(settings.kafka.partitions)]
-    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": group})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            **kafka_security(settings, "admin"),
+            "group.id": group,
+        }
+    )
     try:
         return {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(parts, timeout=20)}
     finally:
@@ -206,7 +215,11 @@ def committed_offsets(
 def high_watermarks(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
     """The end offset of every partition."""
     consumer = Consumer(
-        {"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "watermarks"}
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            **kafka_security(settings, "admin"),
+            "group.id": "watermarks",
+        }
     )
     try:
         return {
@@ -252,6 +265,8 @@ class ConsumerProcess:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ConsumerProcess:
+        # The test's own group, which the stack's ACLs (named after the pipeline's) do not cover.
+        grant(admin_client(self.settings), self.settings, group_grants(self.group))
         env = dict(os.environ)
         env.update(
             {

@@ -25,7 +25,8 @@ from pymongo.database import Database
 
 from headwater.clients import mongo_client
 from headwater.contracts import Collections
-from headwater.kafka_admin import admin_client, delete_topics, ensure_topics
+from headwater.kafka_access import create_topics
+from headwater.kafka_admin import admin_client, delete_topics
 from headwater.reconcile import reconcile
 from headwater.settings import REPO_ROOT, Settings
 from headwater.sources import get_source
@@ -252,7 +253,7 @@ def test_an_invalid_entry_pauses_only_its_topic_and_its_messages_wait_until_it_i
     entry = parcel_entry(name)
     broken = {k: v for k, v in entry.items() if k != "contracts"}
     admin = admin_client(settings)
-    ensure_topics(admin, [name], settings.kafka.partitions, settings.kafka.replication_factor)
+    create_topics(admin, settings, [name])
     try:
         local_sources({name: broken})
         paused = wait_for(

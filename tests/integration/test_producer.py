@@ -134,9 +134,12 @@ def test_produce_raises_when_a_broker_dies_and_the_topic_cannot_be_written(
     # no message can be acknowledged and the run must fail instead of reporting success.
     from confluent_kafka.admin import NewTopic
 
+    from headwater.kafka_access import grant_topics
     from headwater.kafka_admin import admin_client, delete_topics
 
     admin = admin_client(live_stack)
+    # Writable by the producer principal: the produce must fail for the dead broker alone.
+    grant_topics(admin, live_stack, [unique_name])
     admin.create_topics([NewTopic(unique_name, num_partitions=1, replica_assignment=[[3]])])[
         unique_name
     ].result()

@@ -15,8 +15,10 @@ from headwater.clients import (
     backoff,
     consumer_config,
     delay_after,
+    kafka_security,
     mongo_client,
     producer_config,
+    redact_config,
     redact_uri,
 )
 from headwater.settings import KafkaSettings, MongoSettings, Settings
@@ -120,10 +122,53 @@ def test_producer_config_never_loses_nor_doubles_and_takes_overrides() -> None:
     assert conf["acks"] == "all"
     assert conf["enable.idempotence"] is True
     assert conf["linger.ms"] == 5
+    # As the producer principal, over SCRAM.
+    assert (conf["security.protocol"], conf["sasl.mechanism"]) == (
+        "SASL_PLAINTEXT",
+        "SCRAM-SHA-512",
+    )
+    assert (conf["sasl.username"], conf["sasl.password"]) == (
+        "headwater-producer",
+        "producer-dev-secret",
+    )
+
+
+def test_each_role_logs_in_as_its_own_principal_with_its_password_from_settings() -> None:
+    settings = Settings(
+        kafka=KafkaSettings.model_validate(
+            {"consumer_password": "c0nsumer-pw", "health_user": "mon"}
+        )
+    )
+    assert kafka_security(settings, "consumer")["sasl.password"] == "c0nsumer-pw"
+    assert kafka_security(settings, "health")["sasl.username"] == "mon"
+    assert admin_config(settings)["sasl.username"] == "headwater-admin"
+    assert admin_config(settings, "health")["sasl.username"] == "mon"
+    with pytest.raises(ValueError, match="unknown Kafka role"):
+        kafka_security(settings, "intruder")
+
+
+@pytest.mark.parametrize("password", ['has"quote', "back\\slash", "a,b]c[d", "short", "x" * 129])
+def test_a_password_kafka_could_not_parse_back_is_refused_at_startup(password: str) -> None:
+    with pytest.raises(ValueError, match="Kafka passwords"):
+        KafkaSettings.model_validate({"producer_password": password})
+
+
+def test_redact_config_hides_the_password_and_keeps_the_rest() -> None:
+    conf = redact_config(producer_config(_settings()))
+    assert conf["sasl.password"] == "***"
+    assert conf["sasl.username"] == "headwater-producer"
+    assert "producer-dev-secret" not in json.dumps(conf)
 
 
 def test_consumer_config_commits_only_by_hand() -> None:
-    conf = consumer_config("b:9092", "g", "c-1", 9000, {"fetch.min.bytes": 10})
+    conf = consumer_config(
+        "b:9092",
+        "g",
+        "c-1",
+        9000,
+        {"fetch.min.bytes": 10},
+        security=kafka_security(_settings(), "consumer"),
+    )
     assert (conf["bootstrap.servers"], conf["group.id"], conf["client.id"]) == (
         "b:9092",
         "g",
@@ -135,12 +180,17 @@ def test_consumer_config_commits_only_by_hand() -> None:
     assert conf["session.timeout.ms"] == 9000
     assert conf["heartbeat.interval.ms"] == 3000
     assert conf["fetch.min.bytes"] == 10
+    assert conf["sasl.username"] == "headwater-consumer"
 
 
 def test_admin_config_is_on_both_brokers_with_overrides() -> None:
     assert admin_config(_settings(), log_level="0") == {
         "bootstrap.servers": "10.0.0.5:19092,10.0.0.5:19094",
         "socket.timeout.ms": 5000,
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "headwater-admin",
+        "sasl.password": "admin-dev-secret",
         "log_level": "0",
     }
 
@@ -181,6 +231,10 @@ def test_kafka_connection_extra_is_the_librdkafka_config() -> None:
         "conn_type": "kafka",
         "extra": {
             "bootstrap.servers": "10.0.0.5:19092,10.0.0.5:19094",
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": "headwater-health",
+            "sasl.password": "health-dev-secret",
             "group.id": "headwater-consumer",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",

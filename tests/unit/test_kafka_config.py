@@ -42,7 +42,7 @@ def test_brokers_never_auto_create_and_replicate_everything_twice(settings: Sett
             "share.coordinator.state.topic.replication.factor",
         ):
             assert props[key] == "2", key
-        assert props["listeners"] == f"PLAINTEXT://127.0.0.1:{node.port}"
+        assert props["listeners"] == f"BROKER://127.0.0.1:{node.port}"
         assert props["advertised.listeners"] == props["listeners"]
 
 
