@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from headwater.settings import REPO_ROOT, Settings
+from headwater.kafka_access import scram_argument
+from headwater.settings import KAFKA_ROLES, REPO_ROOT, Settings
+from infra.kafka_cluster import kafka_nodes, node_config
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
 VAR = re.compile(r"\$\{([A-Z0-9_]+):-([^}]*)\}")
@@ -75,13 +80,71 @@ def test_published_ports_follow_the_settings(service: str, var: str, container_p
     assert any(p.startswith(f"${{{var}:-") and p.endswith(f":{container_port}") for p in ports)
 
 
-def test_brokers_keep_the_safety_settings() -> None:
-    for name in ("kafka-broker1", "kafka-broker2"):
-        env = COMPOSE["services"][name]["environment"]
-        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
-        assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false"
-        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 2
-        assert env["KAFKA_PROCESS_ROLES"] == "broker"
+def _compose_node_config(service: str, tmp_path: Path) -> dict[str, str]:
+    """The server.properties infra/kafka/compose-node.sh writes for a compose service (its
+    environment, compose's defaults), with stub Kafka tools in place of the image's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "kafka-storage.sh").write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/format-args\n')
+    (bin_dir / "kafka-server-start.sh").write_text("#!/bin/sh\nexit 0\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {
+        key: VAR.sub(lambda m: m.group(2), str(value))
+        for key, value in COMPOSE["services"][service]["environment"].items()
+    }
+    conf = tmp_path / f"{service}.properties"
+    env.update(KAFKA_HOME=str(tmp_path), NODE_CONFIG=str(conf), PATH=os.environ["PATH"])
+    subprocess.run(
+        ["bash", str(REPO_ROOT / "infra" / "kafka" / "compose-node.sh")], env=env, check=True
+    )
+    return dict(line.split("=", 1) for line in conf.read_text().splitlines() if line)
+
+
+# What the compose nodes must share with the local stack's (infra/kafka_cluster.py).
+_SHARED_KEYS = (
+    "sasl.mechanism.controller.protocol",
+    "listener.name.controller.sasl.enabled.mechanisms",
+    "listener.name.controller.plain.sasl.jaas.config",
+    "authorizer.class.name",
+    "super.users",
+    "allow.everyone.if.no.acl.found",
+    "auto.create.topics.enable",
+    "unclean.leader.election.enable",
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
+    "min.insync.replicas",
+    "default.replication.factor",
+    "sasl.mechanism.inter.broker.protocol",
+)
+
+
+@pytest.mark.parametrize(
+    ("service", "node"), [("kafka-controller", 0), ("kafka-broker1", 1), ("kafka-broker2", 2)]
+)
+def test_compose_nodes_are_configured_like_the_local_cluster(
+    service: str, node: int, tmp_path: Path
+) -> None:
+    settings = Settings()
+    local_node = kafka_nodes(settings)[node]
+    local = dict(
+        line.split("=", 1) for line in node_config(settings, local_node).splitlines() if line
+    )
+    compose = _compose_node_config(service, tmp_path)
+    assert compose["process.roles"] == local["process.roles"]
+    for key in _SHARED_KEYS:
+        assert compose.get(key) == local.get(key), key
+    # Every listener takes only SASL; brokers only SCRAM-SHA-512 from clients.
+    assert {p.split(":")[1] for p in compose["listener.security.protocol.map"].split(",")} == {
+        "SASL_PLAINTEXT"
+    }
+    if local_node.role == "broker":
+        for listener in ("internal", "external"):
+            assert compose[f"listener.name.{listener}.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    # The storage is formatted with every role's SCRAM credential, as format_storage does.
+    args = (tmp_path / "format-args").read_text()
+    for role in KAFKA_ROLES:
+        assert scram_argument(settings, role) in args
 
 
 def test_airflow_services_read_the_pipeline_env_names() -> None:
