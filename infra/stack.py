@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from headwater.clients import redact_uri
+from headwater.kafka_admin import admin_client, group_members
 from headwater.settings import REPO_ROOT, Settings, get_settings
 from headwater.sources import load_sources, pipeline_topics
 from infra import airflow as airflow_proc
@@ -385,7 +386,20 @@ def status(settings: Settings) -> bool:
     for check in check_all(settings):
         print(f"health {check.name:<17} {'ok  ' if check.ok else 'FAIL'} {check.detail}")
         ok = ok and check.ok
+    print(describe_group(settings))
     return ok
+
+
+def describe_group(settings: Settings) -> str:
+    """One line: the consumer group's state and how many partitions each member owns (as the
+    group coordinator sees it; a killed member is listed until its session times out)."""
+    group = settings.consumer.group or settings.kafka.consumer_group
+    try:
+        state, members = group_members(admin_client(settings, log_level="0"), group, 5.0)
+    except Exception as exc:  # noqa: BLE001 - status reports, never raises
+        return f"group  {group}: not described ({type(exc).__name__}: {exc})"
+    owned = ", ".join(f"{m.client_id} {len(m.partitions)} partitions" for m in members)
+    return f"group  {group} {state}: {len(members)} members{': ' + owned if owned else ''}"
 
 
 def print_summary(settings: Settings, dags: list[str] | None = None) -> None:
