@@ -1,15 +1,17 @@
 """pipeline_health: every 5 minutes, one sensor per health check, all in parallel.
 
 Checks (plugins/headwater_health): both brokers alive, no under-replicated or offline partitions,
-consumer heartbeat fresh, consumer-group lag per topic under a threshold, newest document of each
-continuously flowing source (default: devices) within its freshness bound, every service's
-/healthz, MongoDB answering `ping` within MONGO_PING_TIMEOUT_S (3 s), and every sources.yaml entry
-valid with no topic paused for want of one (source_declarations). Each sensor pokes every
-HEADWATER_HEALTH_POKE_INTERVAL_S (30 s) in reschedule mode (no worker slot held between pokes) for
-up to 3 minutes; every poke writes its result to `health_checks`, so a red run says what is wrong
-and by how much, and a run that turned green still shows the fault it saw (`failures`,
-`last_failure`). A paused or never-run source DAG makes its source fail the freshness check: that
-is a source not flowing. `catchup=False`, one run at a time: only the present state matters.
+every consumer member the stack runs (HEADWATER_CONSUMER_PROCESSES) heartbeating, consumer-group
+lag per topic under a threshold (a dead member's partitions not taken over show here), newest
+document of each continuously flowing source (default: devices) within its freshness bound, every
+service's /healthz (each consumer member's too), MongoDB answering `ping` within
+MONGO_PING_TIMEOUT_S (3 s), and every sources.yaml entry valid with no topic paused for want of
+one (source_declarations). Each sensor pokes every HEADWATER_HEALTH_POKE_INTERVAL_S (30 s) in
+reschedule mode (no worker slot held between pokes) for up to 3 minutes; every poke writes its
+result to `health_checks`, so a red run says what is wrong and by how much, and a run that turned
+green still shows the fault it saw (`failures`, `last_failure`). A paused or never-run source DAG
+makes its source fail the freshness check: that is a source not flowing. `catchup=False`, one run
+at a time: only the present state matters.
 """
 
 from __future__ import annotations

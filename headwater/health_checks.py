@@ -105,25 +105,52 @@ def check_partitions_replicated(states: Iterable[PartitionState]) -> HealthResul
     )
 
 
+# A member that is stopping or stopped still writes a last, fresh heartbeat: it is not live.
+_GONE_PHASES = ("stopping", "stopped")
+
+
 def check_heartbeat_fresh(
-    heartbeats: Iterable[Mapping[str, Any]], now: datetime, stale_after_s: float
+    heartbeats: Iterable[Mapping[str, Any]],
+    now: datetime,
+    stale_after_s: float,
+    expected_members: int = 1,
 ) -> HealthResult:
-    """The newest consumer heartbeat (pipeline_status.heartbeat_at) is at most stale_after_s old."""
-    newest: Mapping[str, Any] | None = None
+    """At least `expected_members` consumer members are live: each with a heartbeat
+    (pipeline_status.heartbeat_at) at most stale_after_s old, and not stopping or stopped.
+
+    Fewer live members than expected fails even when the live ones own every partition (then the
+    data still flows, which consumer_lag says): a member gone for longer than stale_after_s was
+    not brought back by its supervisor, and the group has lost its spare.
+    """
+    members: dict[str, Mapping[str, Any]] = {}
     for doc in heartbeats:
         at = doc.get("heartbeat_at")
-        if isinstance(at, datetime) and (
-            newest is None or as_utc(at) > as_utc(newest["heartbeat_at"])
-        ):
-            newest = doc
-    if newest is None:
+        if not isinstance(at, datetime):
+            continue
+        name = str(doc.get("instance"))
+        if name not in members or as_utc(at) > as_utc(members[name]["heartbeat_at"]):
+            members[name] = doc
+    if not members:
         return health_result(
             CHECK_HEARTBEAT,
             False,
             "no consumer heartbeat in pipeline_status",
-            {"stale_after_s": stale_after_s, "age_s": None},
+            {
+                "stale_after_s": stale_after_s,
+                "age_s": None,
+                "expected_members": expected_members,
+                "live_members": 0,
+                "members": [],
+            },
         )
-    age_s = (as_utc(now) - as_utc(newest["heartbeat_at"])).total_seconds()
+    by_age = sorted(members.values(), key=lambda d: as_utc(d["heartbeat_at"]), reverse=True)
+
+    def age_of(doc: Mapping[str, Any]) -> float:
+        return (as_utc(now) - as_utc(doc["heartbeat_at"])).total_seconds()
+
+    live = [d for d in by_age if age_of(d) <= stale_after_s and d.get("phase") not in _GONE_PHASES]
+    newest = by_age[0]
+    age_s = age_of(newest)
     measured = {
         "stale_after_s": stale_after_s,
         "age_s": round(age_s, 1),
@@ -132,15 +159,54 @@ def check_heartbeat_fresh(
         "member_id": newest.get("member_id"),
         "phase": newest.get("phase"),
         "last_error": newest.get("last_error"),
+        "expected_members": expected_members,
+        "live_members": len(live),
+        "members": [
+            {
+                "instance": d.get("instance"),
+                "age_s": round(age_of(d), 1),
+                "phase": d.get("phase"),
+                "assigned": len(d.get("assigned") or []),
+            }
+            for d in by_age
+        ],
     }
-    who = f"consumer {newest.get('instance')} (phase {newest.get('phase')})"
-    if age_s > stale_after_s:
-        detail = (
-            f"{who} heartbeat is {age_s:.0f}s old, {age_s - stale_after_s:.0f}s over the "
-            f"{stale_after_s:.0f}s limit"
+
+    def who(doc: Mapping[str, Any]) -> str:
+        return f"consumer {doc.get('instance')} (phase {doc.get('phase')})"
+
+    live_text = ", ".join(
+        f"{who(d)} heartbeat {age_of(d):.0f}s old, {len(d.get('assigned') or [])} partitions"
+        for d in live
+    )
+    if len(live) >= expected_members:
+        return health_result(
+            CHECK_HEARTBEAT,
+            True,
+            f"{len(live)} of {expected_members} expected members live: {live_text}",
+            measured,
         )
-        return health_result(CHECK_HEARTBEAT, False, detail, measured)
-    return health_result(CHECK_HEARTBEAT, True, f"{who} heartbeat {age_s:.0f}s old", measured)
+    # The members most recently seen that are not live are the likeliest missing ones.
+    gone = [d for d in by_age if d not in live][: expected_members - len(live)]
+    problems = []
+    for d in gone:
+        age = age_of(d)
+        if age > stale_after_s:
+            problems.append(
+                f"{who(d)} heartbeat is {age:.0f}s old, {age - stale_after_s:.0f}s over the "
+                f"{stale_after_s:.0f}s limit"
+            )
+        else:
+            problems.append(f"{who(d)} left the group {age:.0f}s ago")
+    missing = expected_members - len(live) - len(gone)
+    if missing > 0:
+        problems.append(f"{missing} expected members never heartbeated")
+    detail = f"{len(live)} of {expected_members} expected consumer members live: " + "; ".join(
+        problems
+    )
+    if live:
+        detail += f" (still live: {live_text})"
+    return health_result(CHECK_HEARTBEAT, False, detail, measured)
 
 
 def check_lag_under(offsets: Iterable[PartitionOffsets], max_lag_per_topic: int) -> HealthResult:

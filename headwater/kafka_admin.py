@@ -134,6 +134,37 @@ def group_offsets(
     ]
 
 
+@dataclass(frozen=True)
+class GroupMember:
+    """One member of a consumer group and the partitions the group coordinator assigned it."""
+
+    member_id: str
+    client_id: str
+    host: str
+    partitions: frozenset[tuple[str, int]]
+
+
+def group_members(
+    admin: AdminClient, group: str, timeout_s: float = 10.0
+) -> tuple[str, list[GroupMember]]:
+    """The group's state as its coordinator reports it (STABLE, PREPARING_REBALANCING, EMPTY, ...)
+    and its members, by client id. A killed member stays listed until its session times out."""
+    description = admin.describe_consumer_groups([group], request_timeout=timeout_s)[group].result()
+    members = [
+        GroupMember(
+            m.member_id,
+            m.client_id,
+            m.host,
+            frozenset(
+                (tp.topic, tp.partition)
+                for tp in (m.assignment.topic_partitions if m.assignment else [])
+            ),
+        )
+        for m in description.members
+    ]
+    return description.state.name, sorted(members, key=lambda m: m.client_id)
+
+
 def _list_offsets(
     admin: AdminClient, tps: list[TopicPartition], spec: OffsetSpec, timeout_s: float
 ) -> dict[tuple[str, int], int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -239,6 +240,8 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     flask_port: int = 5000
     external_api_port: int = 5001
+    # The first consumer member's /healthz and /metrics; member i (1-based) listens on
+    # consumer_port + i - 1 (see Settings.consumer_members).
     consumer_port: int = 8001
     # Write routes of the user-events API require this in the X-API-Key header.
     api_key: SecretStr = SecretStr("dev-key")
@@ -283,8 +286,11 @@ class ConsumerSettings(BaseSettings):
     topics: str = ""
     # "" = settings.kafka.consumer_group.
     group: str = ""
-    # A name for this member in pipeline_status ("" = host-pid).
+    # A name for this member in pipeline_status ("" = host-pid). The stack sets it per member.
     instance: str = ""
+    # Members of the group the local stack runs under supervisord (programs consumer-1 ... -N,
+    # instances of the same names); also how many live members pipeline_health expects.
+    processes: int = Field(default=2, ge=1)
     batch_max_messages: int = 2000
     batch_max_wait_s: float = 0.5
     heartbeat_interval_s: float = 5.0
@@ -300,6 +306,15 @@ class ConsumerSettings(BaseSettings):
     mongo_timeout_ms: int = 5_000
 
 
+class ConsumerMember(NamedTuple):
+    """One consumer group member the stack runs: its program and instance name, and where its
+    /healthz and /metrics answer."""
+
+    name: str
+    port: int
+    url: str
+
+
 class Settings(BaseSettings):
     """All of Headwater's settings, grouped by the part they configure."""
 
@@ -312,6 +327,15 @@ class Settings(BaseSettings):
     airflow_db: AirflowDbSettings = Field(default_factory=AirflowDbSettings)
     services: ServiceSettings = Field(default_factory=ServiceSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+
+    def consumer_members(self) -> list[ConsumerMember]:
+        """The stack's consumer members: consumer-1 on consumer_port, consumer-2 on the next
+        port, ... (HEADWATER_CONSUMER_PROCESSES of them), all in the same group."""
+        host, first = self.services.host, self.services.consumer_port
+        return [
+            ConsumerMember(f"consumer-{i}", first + i - 1, f"http://{host}:{first + i - 1}")
+            for i in range(1, self.consumer.processes + 1)
+        ]
 
 
 @lru_cache(maxsize=1)

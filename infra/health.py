@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
@@ -106,5 +107,13 @@ def check_all(settings: Settings) -> list[Check]:
         check_airflow(settings),
         check_http("external-api", f"http://{svc.host}:{svc.external_api_port}/healthz"),
         check_http("events-api", f"http://{svc.host}:{svc.flask_port}/healthz"),
-        check_http("consumer", f"http://{svc.host}:{svc.consumer_port}/healthz"),
+        *check_consumers(settings),
     ]
+
+
+def check_consumers(
+    settings: Settings, probe: Callable[[str, str], Check] = check_http
+) -> list[Check]:
+    """One check per consumer member's /healthz: a dead member's partitions move to the others,
+    but the stack is only whole (and `up` only done) when every member answers."""
+    return [probe(m.name, f"{m.url}/healthz") for m in settings.consumer_members()]

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from headwater.clients import redact_uri
+from headwater.kafka_admin import admin_client, group_members
 from headwater.settings import REPO_ROOT, Settings, get_settings
 from headwater.sources import load_sources, pipeline_topics
 from infra import airflow as airflow_proc
@@ -72,8 +73,19 @@ def programs(settings: Settings) -> list[Program]:
         ("events-api", "producer.events.app:create_app()", svc.flask_port),
     ):
         result.append(Program(name, gunicorn_command(settings, app, port), priority=30))
-    consumer_argv = [str(VENV_BIN / "python"), "-m", "consumer"]
-    result.append(Program("consumer", consumer_argv, priority=40, cwd=REPO_ROOT))
+    # One program per group member, each with its own instance name (its pipeline_status
+    # document) and port; the group moves a dead member's partitions to the others.
+    for member in settings.consumer_members():
+        consumer_argv = [str(VENV_BIN / "python"), "-m", "consumer", "--port", str(member.port)]
+        result.append(
+            Program(
+                member.name,
+                consumer_argv,
+                priority=40,
+                cwd=REPO_ROOT,
+                env={"HEADWATER_CONSUMER_INSTANCE": member.name},
+            )
+        )
     for name, argv in airflow_proc.airflow_programs(settings).items():
         # Started by `up` once the metadata DB is migrated, not when supervisord starts.
         result.append(
@@ -319,17 +331,26 @@ def kill_program(settings: Settings, name: str, hold_down: bool = True) -> int:
 
 def start_program(settings: Settings, name: str, timeout_s: float = 180) -> int:
     """Start one stopped program, wait until the stack is healthy again, and return its PID."""
-    supervisor.hold_path(settings, name).unlink(missing_ok=True)
+    return start_programs(settings, [name], timeout_s)[name]
+
+
+def start_programs(settings: Settings, names: list[str], timeout_s: float = 180) -> dict[str, int]:
+    """Start stopped programs (all released before the wait: each one's health check needs the
+    others, e.g. every consumer member), wait until the stack is healthy, return their PIDs."""
     rpc = supervisor.rpc(settings, timeout_s=120)
-    if rpc.supervisor.getProcessInfo(name)["statename"] not in ("RUNNING", "STARTING"):
-        rpc.supervisor.startProcess(name, True)
+    for name in names:
+        supervisor.hold_path(settings, name).unlink(missing_ok=True)
+        if rpc.supervisor.getProcessInfo(name)["statename"] not in ("RUNNING", "STARTING"):
+            rpc.supervisor.startProcess(name, False)
     # A restarted broker is only back once it has caught up: every ISR full again.
     deadline = time.monotonic() + timeout_s
     while not all(c.ok for c in check_all(settings)):
         if time.monotonic() > deadline:
-            raise StackError(f"stack not healthy {timeout_s:.0f}s after restarting {name}")
+            raise StackError(
+                f"stack not healthy {timeout_s:.0f}s after restarting {', '.join(names)}"
+            )
         time.sleep(1)
-    return program_pid(settings, name)
+    return {name: program_pid(settings, name) for name in names}
 
 
 def rss_mib(pid: int) -> float:
@@ -365,13 +386,28 @@ def status(settings: Settings) -> bool:
     for check in check_all(settings):
         print(f"health {check.name:<17} {'ok  ' if check.ok else 'FAIL'} {check.detail}")
         ok = ok and check.ok
+    print(describe_group(settings))
     return ok
+
+
+def describe_group(settings: Settings) -> str:
+    """One line: the consumer group's state and how many partitions each member owns (as the
+    group coordinator sees it; a killed member is listed until its session times out)."""
+    group = settings.consumer.group or settings.kafka.consumer_group
+    try:
+        state, members = group_members(admin_client(settings, log_level="0"), group, 5.0)
+    except Exception as exc:  # noqa: BLE001 - status reports, never raises
+        return f"group  {group}: not described ({type(exc).__name__}: {exc})"
+    owned = ", ".join(f"{m.client_id} {len(m.partitions)} partitions" for m in members)
+    return f"group  {group} {state}: {len(members)} members{': ' + owned if owned else ''}"
 
 
 def print_summary(settings: Settings, dags: list[str] | None = None) -> None:
     """Where everything is, for the person who just ran `make up`."""
     a, k, m, svc = settings.airflow, settings.kafka, settings.mongo, settings.services
     embedded = " (embedded server)" if m.embedded else ""
+    group = settings.consumer.group or k.consumer_group
+    consumers = ", ".join(f"{c.name} {c.url}" for c in settings.consumer_members())
     print(
         f"""
 Headwater stack is up ({settings.stack.run_dir})
@@ -382,7 +418,7 @@ Headwater stack is up ({settings.stack.run_dir})
   mongosh        make mongosh
   Events API     http://{svc.host}:{svc.flask_port}   (POST /events with header X-API-Key)
   External API   http://{svc.host}:{svc.external_api_port}   (stand-in: /devices and data files)
-  Consumer       http://{svc.host}:{svc.consumer_port}/healthz  and /metrics
+  Consumers      {consumers}   (/healthz, /metrics; group {group})
   Topics         {", ".join(pipeline_topics())}
   Logs           {settings.stack.log_dir}  (make logs)
   DAGs running   {", ".join(dags or []) or "none (paused: unpause them in the UI)"}

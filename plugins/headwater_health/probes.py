@@ -52,15 +52,25 @@ def probe_heartbeat(
     db: Database,
     now: datetime,
     stale_after_s: float | None = None,
+    expected_members: int | str | None = None,
     **_: Any,
 ) -> HealthResult:
-    """The consumer group's heartbeat documents in pipeline_status."""
+    """The consumer group's heartbeat documents in pipeline_status: as many live members as the
+    stack runs (HEADWATER_CONSUMER_PROCESSES) unless `expected_members` says otherwise."""
     docs = db[Collections.PIPELINE_STATUS].find(
         {"kind": "consumer", "group": _group(settings)},
-        {"heartbeat_at": 1, "instance": 1, "member_id": 1, "phase": 1, "last_error": 1},
+        {
+            "heartbeat_at": 1,
+            "instance": 1,
+            "member_id": 1,
+            "phase": 1,
+            "last_error": 1,
+            "assigned": 1,
+        },
     )
     limit = settings.consumer.stale_after_s if stale_after_s is None else stale_after_s
-    return hc.check_heartbeat_fresh(list(docs), now, limit)
+    expected = settings.consumer.processes if expected_members is None else int(expected_members)
+    return hc.check_heartbeat_fresh(list(docs), now, limit, expected)
 
 
 def probe_lag(
@@ -119,12 +129,12 @@ def probe_declarations(settings: Settings, db: Database, **_: Any) -> HealthResu
 
 
 def probe_healthz(settings: Settings, **_: Any) -> HealthResult:
-    """GET /healthz of the external API stand-in, the events API and the consumer."""
+    """GET /healthz of the external API stand-in, the events API and every consumer member."""
     svc = settings.services
     urls = {
         "external-api": f"http://{svc.host}:{svc.external_api_port}/healthz",
         "events-api": f"http://{svc.host}:{svc.flask_port}/healthz",
-        "consumer": f"http://{svc.host}:{svc.consumer_port}/healthz",
+        **{m.name: f"{m.url}/healthz" for m in settings.consumer_members()},
     }
     answers: dict[str, tuple[str, int | None, str]] = {}
     for name, url in urls.items():

@@ -281,24 +281,28 @@ def test_broker_sigkilled_and_restarted_20s_later(
     log.info("broker chaos: %d readings exact, %d failed attempts", offered, stream.failed_attempts)
 
 
-def test_consumer_sigkilled_and_restarted(
+def test_every_consumer_member_sigkilled_and_restarted(
     live_stack: Settings, db: Database, tmp_path: Path
 ) -> None:
+    # The whole group at once: nothing consumes until they are back (one member lost, the
+    # others take over: test_consumer_group.py).
     stream = Stream(live_stack)
     warm_up(stream)
-    stack.kill_program(live_stack, "consumer")
+    members = live_stack.consumer_members()
+    for member in members:
+        stack.kill_program(live_stack, member.name)
     health = HealthRun(live_stack, tmp_path / "health.log")
-    consumer_down = (
-        f"consumer http://{live_stack.services.host}:{live_stack.services.consumer_port}"
-    )
+    down = [f"{m.name} {m.url}/healthz did not answer" for m in members]
     try:
-        hold_fault(15, lambda: recorded_failure(db, CHECK_HEALTHZ, health.started, consumer_down))
+        hold_fault(
+            15, lambda: all(recorded_failure(db, CHECK_HEALTHZ, health.started, d) for d in down)
+        )
     finally:
-        stack.start_program(live_stack, "consumer")
+        stack.start_programs(live_stack, [m.name for m in members])
     time.sleep(5)
     assert_stream_exact(live_stack, db, stream)
     summary, _ = health.finish()
-    assert_reported(db, summary, CHECK_HEALTHZ, consumer_down, "did not answer")
+    assert_reported(db, summary, CHECK_HEALTHZ, *down)
 
 
 def test_mongodb_stopped_for_15s(live_stack: Settings, db: Database, tmp_path: Path) -> None:

@@ -131,7 +131,10 @@ def test_consumer_down_fails_heartbeat_and_lag_checks(
     stale_after_s = 6.0
     since = datetime(2025, 4, 2, 3, 0, tzinfo=UTC)
     killed_at = time.monotonic()
-    stack.kill_program(live_stack, "consumer")
+    # Every member: with one left, it would take over the partitions and keep the lag down.
+    members = [m.name for m in live_stack.consumer_members()]
+    for name in members:
+        stack.kill_program(live_stack, name)
     try:
         # 8 simulated devices x 40 s: a few hundred messages nobody consumes.
         produced = _ingest_devices(live_stack, since, since + timedelta(seconds=40), unique_name)
@@ -156,11 +159,15 @@ def test_consumer_down_fails_heartbeat_and_lag_checks(
             params={"max_lag_per_topic": 100, "topics": ["devices"]},
         )
     finally:
-        stack.start_program(live_stack, "consumer")
+        stack.start_programs(live_stack, members)
     assert produced >= 300
     assert heartbeat["ok"] is False
     assert "s old" in heartbeat["detail"] and "over the 6s limit" in heartbeat["detail"]
     assert heartbeat["measured"]["age_s"] > stale_after_s
+    assert heartbeat["measured"]["live_members"] == 0
+    assert f"0 of {len(members)} expected consumer members live" in heartbeat["detail"]
+    for name in members:
+        assert f"consumer {name} " in heartbeat["detail"], heartbeat["detail"]
     assert lag["ok"] is False
     assert lag["measured"]["lag"]["devices"] >= produced
     assert f"devices lag {lag['measured']['lag']['devices']} > 100" in lag["detail"]

@@ -267,11 +267,18 @@ def test_an_invalid_entry_pauses_only_its_topic_and_its_messages_wait_until_it_i
             timeout_s=60,
         )
         assert "contracts: Field required" in paused[0]["problem"]
-        health = requests.get(
-            f"http://{settings.services.host}:{settings.services.consumer_port}/healthz", timeout=10
-        )
-        assert health.status_code == 200  # the other topics flow
-        assert "contracts: Field required" in health.json()["paused_topics"][name]
+        # Every member follows the declarations on its own (each checks every few seconds).
+        for member in settings.consumer_members():
+            health = wait_for(
+                f"{name} paused in {member.name}'s /healthz",
+                lambda url=f"{member.url}/healthz": (
+                    (r := requests.get(url, timeout=10)).json()["paused_topics"].get(name) and r
+                ),
+                timeout_s=30,
+                poll_s=0.5,
+            )
+            assert health.status_code == 200  # the other topics flow
+            assert "contracts: Field required" in health.json()["paused_topics"][name]
         result = probes.PROBES["source_declarations"](settings, db=db)
         assert not result["ok"]
         assert f"source {name}: contracts: Field required" in result["detail"]

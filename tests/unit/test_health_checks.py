@@ -88,6 +88,60 @@ def test_no_heartbeat_document_fails() -> None:
     assert "no consumer heartbeat" in result["detail"]
 
 
+def _member(name: str, age_s: float, phase: str = "running", partitions: int = 3) -> dict:
+    return {
+        "instance": name,
+        "phase": phase,
+        "heartbeat_at": NOW - timedelta(seconds=age_s),
+        "assigned": [f"devices[{p}]" for p in range(partitions)],
+    }
+
+
+def test_every_expected_member_live_passes_and_each_is_named() -> None:
+    docs = [_member("consumer-1", 2, partitions=7), _member("consumer-2", 4, partitions=8)]
+    result = check_heartbeat_fresh(docs, NOW, stale_after_s=30, expected_members=2)
+    assert result["ok"] is True
+    assert "2 of 2 expected members live" in result["detail"]
+    assert "consumer-1 (phase running) heartbeat 2s old, 7 partitions" in result["detail"]
+    assert result["measured"]["live_members"] == 2
+    assert [m["instance"] for m in result["measured"]["members"]] == ["consumer-1", "consumer-2"]
+
+
+def test_a_member_gone_fails_while_the_survivor_holds_every_partition() -> None:
+    docs = [_member("consumer-1", 45, partitions=7), _member("consumer-2", 3, partitions=15)]
+    result = check_heartbeat_fresh(docs, NOW, stale_after_s=30, expected_members=2)
+    assert result["ok"] is False
+    assert result["detail"].startswith("1 of 2 expected consumer members live")
+    assert (
+        "consumer-1 (phase running) heartbeat is 45s old, 15s over the 30s limit"
+        in (result["detail"])
+    )
+    assert (
+        "still live: consumer consumer-2 (phase running) heartbeat 3s old, 15 partitions"
+        in (result["detail"])
+    )
+    # The group-level figures are the newest heartbeat's, as with one member.
+    assert result["measured"]["instance"] == "consumer-2" and result["measured"]["age_s"] == 3.0
+
+
+def test_a_stopped_member_is_not_live_however_fresh_its_last_heartbeat() -> None:
+    docs = [_member("consumer-1", 1, phase="stopped", partitions=0), _member("consumer-2", 2)]
+    result = check_heartbeat_fresh(docs, NOW, stale_after_s=30, expected_members=2)
+    assert result["ok"] is False
+    assert "consumer consumer-1 (phase stopped) left the group 1s ago" in result["detail"]
+
+
+def test_old_heartbeats_of_retired_instances_count_for_nothing() -> None:
+    docs = [_member("host-123", 86_400), _member("consumer-1", 2)]
+    assert check_heartbeat_fresh(docs, NOW, 30, expected_members=1)["ok"] is True
+    result = check_heartbeat_fresh(docs, NOW, 30, expected_members=3)
+    assert result["ok"] is False
+    assert (
+        "host-123" in result["detail"]
+        and "1 expected members never heartbeated" in (result["detail"])
+    )
+
+
 def test_lag_is_summed_per_topic_and_within_limit_passes() -> None:
     offsets = [
         PartitionOffsets("devices", 0, committed=90, low=0, high=100),

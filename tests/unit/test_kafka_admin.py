@@ -6,10 +6,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import ConsumerGroupState, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
-from headwater.kafka_admin import OFFSET_INVALID, PartitionOffsets, group_offsets, partition_lag
+from headwater.kafka_admin import (
+    OFFSET_INVALID,
+    GroupMember,
+    PartitionOffsets,
+    group_members,
+    group_offsets,
+    partition_lag,
+)
 
 
 @pytest.mark.parametrize(
@@ -99,3 +106,52 @@ def test_group_offsets_are_partition_offsets_with_the_sentinel_when_uncommitted(
     assert by_partition[0].committed == 90
     assert by_partition[1].committed == by_partition[2].committed == OFFSET_INVALID
     assert [partition_lag(o.committed, o.low, o.high) for o in offsets] == [10, 20, 7]
+
+
+@dataclass
+class _Assignment:
+    topic_partitions: list[TopicPartition]
+
+
+@dataclass
+class _Member:
+    member_id: str
+    client_id: str
+    host: str
+    assignment: _Assignment | None
+
+
+@dataclass
+class _Description:
+    state: ConsumerGroupState
+    members: list[_Member]
+
+
+class GroupAdmin:
+    """An AdminClient describing a group mid-rebalance: one member has nothing assigned yet."""
+
+    def describe_consumer_groups(self, groups: list[str], request_timeout: float) -> dict:
+        members = [
+            _Member("m-2", "headwater-consumer-consumer-2", "/127.0.0.1", None),
+            _Member(
+                "m-1",
+                "headwater-consumer-consumer-1",
+                "/127.0.0.1",
+                _Assignment([TopicPartition("devices", 0), TopicPartition("devices", 2)]),
+            ),
+        ]
+        return {groups[0]: _Done(_Description(ConsumerGroupState.COMPLETING_REBALANCING, members))}
+
+
+def test_group_members_are_each_members_partitions_by_client_id() -> None:
+    state, members = group_members(GroupAdmin(), "g")  # type: ignore[arg-type]
+    assert state == "COMPLETING_REBALANCING"
+    assert members == [
+        GroupMember(
+            "m-1",
+            "headwater-consumer-consumer-1",
+            "/127.0.0.1",
+            frozenset({("devices", 0), ("devices", 2)}),
+        ),
+        GroupMember("m-2", "headwater-consumer-consumer-2", "/127.0.0.1", frozenset()),
+    ]
