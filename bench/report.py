@@ -250,6 +250,48 @@ def store_rows(part: dict[str, Any]) -> list[Row]:
     return rows
 
 
+# sasl figure -> its row label; the first names what is compared, the others are indented under it.
+SASL_LABELS = {
+    "producer_records_per_s": "producer records/s, SASL/SCRAM-SHA-512 vs PLAINTEXT listener",
+    "consumer_records_per_s": "  consumer records/s (batches committed)",
+    "consumer_first_batch_ms": "  consumer subscribe -> first batch, ms",
+    "connect_metadata_ms": "  fresh producer -> first metadata, ms",
+    "connect_first_ack_ms": "  fresh producer -> first ack, ms",
+}
+
+
+def sasl_rows(part: dict[str, Any]) -> list[Row]:
+    """SASL's figure beside PLAINTEXT's, both median (min-max) over the pairs, and the median of
+    sasl ÷ plaintext per pair; for connecting, every client's percentiles too."""
+    rows: list[Row] = []
+    for figure, label in SASL_LABELS.items():
+        compared = (part.get("figures") or {}).get(figure)
+        if not compared:
+            continue
+        fmt = ",.0f" if figure.endswith("_per_s") else ",.1f"
+        rows.append(
+            (
+                "sasl",
+                label,
+                fmt_spread(compared["sasl"], fmt),
+                f"plaintext {fmt_spread(compared['plaintext'], fmt)}",
+                fmt_ratio(compared["ratio"]["median"]),
+            )
+        )
+        clients = compared.get("every_client")
+        if clients:
+            rows.append(
+                (
+                    "sasl",
+                    "    every client, p50/p95/p99 ms",
+                    fmt_latencies(clients["sasl"]),
+                    f"plaintext {fmt_latencies(clients['plaintext'])}",
+                    "",
+                )
+            )
+    return rows
+
+
 def summary_rows(result: dict[str, Any]) -> list[Row]:
     """The table rows of every part present in a bench result."""
     rows: list[Row] = []
@@ -259,6 +301,7 @@ def summary_rows(result: dict[str, Any]) -> list[Row]:
         ("end_to_end", end_to_end_rows),
         ("flask", flask_rows),
         ("store", store_rows),
+        ("sasl", sasl_rows),
     ):
         part = result.get(key)
         if part and "error" not in part:

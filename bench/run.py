@@ -1,8 +1,9 @@
 """`make bench`: every benchmark on the running stack, each figure against its ceiling.
 
-    python bench/run.py [--only consumer producer end_to_end flask store] [sizes...]
+    python bench/run.py [--only consumer producer end_to_end flask store sasl] [sizes...]
 
-Runs the parts in order (consumer, producer, end to end, flask, store at scale), writes
+Runs the parts in order (consumer, producer, end to end, flask, store at scale, and the cost of
+SASL on Kafka's clients, which starts its own throwaway Kafka and needs no stack), writes
 bench/results/latest.json (consumer_ratio, producer_ratio, every part's raw figures and the
 machine) and bench/results/latest.png (a copy of the JSON goes to bench/results/history/), and
 prints the summary table. A subset (--only) writes bench/results/partial-<parts>.json/.png
@@ -27,6 +28,7 @@ import consumer_bench
 import e2e_bench
 import flask_bench
 import producer_bench
+import sasl_bench
 import store_bench
 from chart import write_chart
 from machine import cpu_busy, describe_machine, load_average
@@ -37,7 +39,9 @@ from headwater.settings import REPO_ROOT, Settings, get_settings
 
 log = logging.getLogger("bench.run")
 
-PARTS = ("consumer", "producer", "end_to_end", "flask", "store")
+PARTS = ("consumer", "producer", "end_to_end", "flask", "store", "sasl")
+# Parts that start what they measure themselves: a run of only these needs no stack.
+STANDALONE_PARTS = ("sasl",)
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 
 
@@ -53,6 +57,9 @@ def part_runners(args: argparse.Namespace) -> dict[str, Callable[[Settings], dic
             s, concurrency=args.concurrency, duration_s=args.duration_s
         ),
         "store": lambda s: store_bench.measure_from_args(s, args),
+        "sasl": lambda s: sasl_bench.measure(
+            s, messages=args.sasl_messages, trials=args.sasl_trials, connects=args.sasl_connects
+        ),
     }
 
 
@@ -77,8 +84,11 @@ def wait_for_quiet(max_busy: float, max_wait_s: float) -> float:
 def run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], bool]:
     """Every selected part in order; the result and whether all of them succeeded."""
     selected = [p for p in PARTS if p in (args.only or PARTS)]
-    with mongo_client(settings) as client:
-        machine = describe_machine(settings, client)
+    if set(selected) <= set(STANDALONE_PARTS):
+        machine = describe_machine(settings)  # no stack running, so no MongoDB to ask
+    else:
+        with mongo_client(settings) as client:
+            machine = describe_machine(settings, client)
     result: dict[str, Any] = {
         "consumer_ratio": None,
         "producer_ratio": None,
@@ -135,6 +145,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="flask: client threads")
     parser.add_argument("--duration-s", type=float, default=20.0, help="flask: load duration")
     store_bench.add_arguments(parser)
+    parser.add_argument("--sasl-messages", type=int, default=200_000, help="sasl: per trial")
+    parser.add_argument("--sasl-trials", type=int, default=6, help="sasl: interleaved pairs")
+    parser.add_argument("--sasl-connects", type=int, default=10, help="sasl: clients per trial")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
