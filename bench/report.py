@@ -158,11 +158,11 @@ def slow_clients_rows(part: dict[str, Any]) -> list[Row]:
             f"accepted POST /events/s with {part['slow_sockets']} slow sockets",
             fmt_spread(part["slow_accepted_per_s"]),
             f"none open {fmt_spread(part['no_slow_accepted_per_s'])}",
-            fmt_ratio(part["ratio"]["median"]),
+            fmt_ratio(part.get("ratio_of_medians")),
         ),
         (
             "slow clients",
-            "  with ÷ without, median of interleaved pairs",
+            "  with ÷ without, median of the interleaved pairs' ratios",
             fmt_spread(part["ratio"], ".3f"),
             "",
             "",

@@ -32,7 +32,7 @@ from typing import Any
 
 import requests
 from flask_bench import WorkerTally, post_events
-from measures import latency_summary, rate, spread_summary
+from measures import latency_summary, rate, ratio, spread_summary
 from slow_clients_plan import (
     NO_SLOW,
     SLOW,
@@ -314,7 +314,11 @@ def measure(
         "trials_each": trials,
         "no_slow_accepted_per_s": spread_summary(rates[NO_SLOW], 1),
         "slow_accepted_per_s": spread_summary(rates[SLOW], 1),
+        # slow ÷ no_slow of each interleaved pair (drift between pairs cancels), and of the medians.
         "ratio": spread_summary(ratios),
+        "ratio_of_medians": ratio(
+            spread_summary(rates[SLOW])["median"], spread_summary(rates[NO_SLOW])["median"]
+        ),
         "slow_opened": tally.opened,
         "slow_cutoffs": dict(tally.cutoffs),
         "slow_lifetime_s": {

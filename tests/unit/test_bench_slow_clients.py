@@ -52,6 +52,7 @@ PART = {
     "no_slow_accepted_per_s": {"n": 5, "median": 300.0, "min": 280.0, "max": 320.0},
     "slow_accepted_per_s": {"n": 5, "median": 285.0, "min": 250.0, "max": 300.0},
     "ratio": {"n": 5, "median": 0.95, "min": 0.9, "max": 1.02},
+    "ratio_of_medians": 0.95,
     "slow_cutoffs": {"headers:closed": 400, "body:answered_408": 250},
 }
 
