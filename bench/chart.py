@@ -91,6 +91,22 @@ def _flask(ax: Axes, part: dict[str, Any]) -> None:
     )
 
 
+def _slow_clients(ax: Axes, part: dict[str, Any]) -> None:
+    # The ceiling is the same API without slow sockets, measured in the interleaved trials.
+    _bars(
+        ax,
+        ["no slow sockets", f"{part['slow_sockets']} slow sockets"],
+        [part["no_slow_accepted_per_s"]["median"], part["slow_accepted_per_s"]["median"]],
+        [CEILING, MEASURED],
+        "accepted POST /events/s (median)",
+    )
+    ax.set_title(
+        f"Events API with slow clients (ratio {part['ratio']['median']:.2f}, "
+        f"n={part['trials_each']})",
+        fontsize=10,
+    )
+
+
 def _store(ax: Axes, part: dict[str, Any]) -> None:
     queries = {
         name: q["ms"]["median"]
@@ -114,6 +130,7 @@ def write_chart(result: dict[str, Any], path: Path) -> None:
             ("producer", _producer),
             ("end_to_end", _end_to_end),
             ("flask", _flask),
+            ("slow_clients", _slow_clients),
             ("store", _store),
         )
         if result.get(key) and "error" not in result[key]

@@ -149,6 +149,28 @@ def fmt_spread(summary: dict[str, Any] | None, fmt: str = ",.0f") -> str:
     return f"{median} ({low}-{high}, n={summary['n']})"
 
 
+def slow_clients_rows(part: dict[str, Any]) -> list[Row]:
+    cutoffs = part.get("slow_cutoffs") or {}
+    cut = ", ".join(f"{kind} {n}" for kind, n in sorted(cutoffs.items())) or "none"
+    return [
+        (
+            "slow clients",
+            f"accepted POST /events/s with {part['slow_sockets']} slow sockets",
+            fmt_spread(part["slow_accepted_per_s"]),
+            f"none open {fmt_spread(part['no_slow_accepted_per_s'])}",
+            fmt_ratio(part.get("ratio_of_medians")),
+        ),
+        (
+            "slow clients",
+            "  with ÷ without, median of the interleaved pairs' ratios",
+            fmt_spread(part["ratio"], ".3f"),
+            "",
+            "",
+        ),
+        ("slow clients", f"  slow sockets cut off: {cut}", "", "", ""),
+    ]
+
+
 def _verdict(value: str | None) -> str:
     return "-" if value in (None, "n/a") else str(value)
 
@@ -300,6 +322,7 @@ def summary_rows(result: dict[str, Any]) -> list[Row]:
         ("producer", producer_rows),
         ("end_to_end", end_to_end_rows),
         ("flask", flask_rows),
+        ("slow_clients", slow_clients_rows),
         ("store", store_rows),
         ("sasl", sasl_rows),
     ):

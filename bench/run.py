@@ -1,15 +1,16 @@
 """`make bench`: every benchmark on the running stack, each figure against its ceiling.
 
-    python bench/run.py [--only consumer producer end_to_end flask store sasl] [sizes...]
+    python bench/run.py [--only consumer producer end_to_end flask slow_clients store sasl] [sizes]
 
-Runs the parts in order (consumer, producer, end to end, flask, store at scale, and the cost of
-SASL on Kafka's clients, which starts its own throwaway Kafka and needs no stack), writes
-bench/results/latest.json (consumer_ratio, producer_ratio, every part's raw figures and the
-machine) and bench/results/latest.png (a copy of the JSON goes to bench/results/history/), and
-prints the summary table. A subset (--only) writes bench/results/partial-<parts>.json/.png
-instead, leaving the last full run in place. Each part first waits (bounded) for the cores to be
-mostly idle and records how busy they were. A part that fails is recorded with its error and the
-others still run; the exit status is then 1.
+Runs the parts in order (consumer, producer, end to end, flask, slow clients, store at scale, and
+the cost of SASL on Kafka's clients), writes bench/results/latest.json (consumer_ratio,
+producer_ratio, every part's raw figures and the machine) and bench/results/latest.png (a copy of
+the JSON goes to bench/results/history/), and prints the summary table. A subset (--only) writes
+bench/results/partial-<parts>.json/.png instead, leaving the last full run in place. The
+slow-clients part starts its own events API and the sasl part its own throwaway Kafka: alone they
+need no running stack. Each part first waits (bounded) for the cores to be mostly idle and
+records how busy they were. A part that fails is recorded with its error and the others still
+run; the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import e2e_bench
 import flask_bench
 import producer_bench
 import sasl_bench
+import slow_clients_bench
 import store_bench
 from chart import write_chart
 from machine import cpu_busy, describe_machine, load_average
@@ -39,9 +41,9 @@ from headwater.settings import REPO_ROOT, Settings, get_settings
 
 log = logging.getLogger("bench.run")
 
-PARTS = ("consumer", "producer", "end_to_end", "flask", "store", "sasl")
+PARTS = ("consumer", "producer", "end_to_end", "flask", "slow_clients", "store", "sasl")
 # Parts that start what they measure themselves: a run of only these needs no stack.
-STANDALONE_PARTS = ("sasl",)
+SELF_CONTAINED = frozenset({"slow_clients", "sasl"})
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 
 
@@ -55,6 +57,13 @@ def part_runners(args: argparse.Namespace) -> dict[str, Callable[[Settings], dic
         "end_to_end": lambda s: e2e_bench.measure(s, windows=args.windows, window_s=args.window_s),
         "flask": lambda s: flask_bench.measure(
             s, concurrency=args.concurrency, duration_s=args.duration_s
+        ),
+        "slow_clients": lambda s: slow_clients_bench.measure(
+            s,
+            slow_sockets=args.slow_sockets,
+            trials=args.slow_trials,
+            trial_s=args.slow_trial_s,
+            concurrency=args.concurrency,
         ),
         "store": lambda s: store_bench.measure_from_args(s, args),
         "sasl": lambda s: sasl_bench.measure(
@@ -84,7 +93,7 @@ def wait_for_quiet(max_busy: float, max_wait_s: float) -> float:
 def run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], bool]:
     """Every selected part in order; the result and whether all of them succeeded."""
     selected = [p for p in PARTS if p in (args.only or PARTS)]
-    if set(selected) <= set(STANDALONE_PARTS):
+    if SELF_CONTAINED.issuperset(selected):
         machine = describe_machine(settings)  # no stack running, so no MongoDB to ask
     else:
         with mongo_client(settings) as client:
@@ -144,6 +153,15 @@ def main() -> int:
     parser.add_argument("--window-s", type=int, default=12, help="end to end: window length")
     parser.add_argument("--concurrency", type=int, default=16, help="flask: client threads")
     parser.add_argument("--duration-s", type=float, default=20.0, help="flask: load duration")
+    parser.add_argument(
+        "--slow-sockets", type=int, default=200, help="slow clients: slow sockets open"
+    )
+    parser.add_argument(
+        "--slow-trials", type=int, default=5, help="slow clients: interleaved pairs of trials"
+    )
+    parser.add_argument(
+        "--slow-trial-s", type=float, default=20.0, help="slow clients: seconds of each trial"
+    )
     store_bench.add_arguments(parser)
     parser.add_argument("--sasl-messages", type=int, default=200_000, help="sasl: per trial")
     parser.add_argument("--sasl-trials", type=int, default=6, help="sasl: interleaved pairs")

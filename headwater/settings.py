@@ -248,6 +248,14 @@ class ServiceSettings(BaseSettings):
     # Events API limits: events per POST /events/batch and bytes per request body.
     events_batch_limit: int = 500
     events_max_body_bytes: int = 1_048_576
+    # Slow clients: a connection that has not sent a whole request head this many seconds after
+    # it opened (or after its previous answer) is closed; a body not received in full this many
+    # seconds after its head is answered 408. Either way the connection is cut off.
+    events_header_timeout_s: float = Field(default=10.0, gt=0)
+    events_body_timeout_s: float = Field(default=15.0, gt=0)
+    # Connections each events-API worker serves at once (slow ones included: past this a
+    # connection waits in the listen backlog).
+    events_worker_connections: int = Field(default=1000, ge=1)
     # The external-API stand-in: its data folder, default page size (a BATCH_SIZE) and maximum.
     standin_data_dir: Path = REPO_ROOT / "producer" / "standin" / "data"
     # A second folder the stand-in also serves (files of sources that are not in git, or a test's

@@ -95,20 +95,27 @@ def programs(settings: Settings) -> list[Program]:
 
 
 def gunicorn_command(settings: Settings, app: str, port: int) -> list[str]:
-    """argv serving a Flask app factory with gunicorn (threads: requests mostly wait on I/O)."""
-    # The events API's worker is gthread answering gunicorn's own errors (431, 414, ...) in the
-    # API's JSON error shape instead of HTML (producer/events/server.py).
-    events_api = app.startswith("producer.events.")
+    """argv serving a Flask app factory with gunicorn."""
+    if app.startswith("producer.events."):
+        # The events API: gevent, so a slow client holds a greenlet (cut off by the header and
+        # body deadlines of ServiceSettings) rather than a thread; blocking SQLite calls run on
+        # its native threadpool, gunicorn's own errors are JSON (producer/events/server.py).
+        concurrency = [
+            "--worker-class",
+            "producer.events.server.EventsWorker",
+            "--worker-connections",
+            str(settings.services.events_worker_connections),
+        ]
+    else:
+        # The stand-in: threads (its requests mostly wait on file reads).
+        concurrency = ["--worker-class", "gthread", "--threads", "8"]
     return [
         str(VENV_BIN / "gunicorn"),
         "--bind",
         f"{settings.services.host}:{port}",
         "--workers",
         str(settings.services.gunicorn_workers),
-        "--worker-class",
-        "producer.events.server.JsonErrorWorker" if events_api else "gthread",
-        "--threads",
-        "8",
+        *concurrency,
         "--graceful-timeout",
         "20",
         "--access-logfile",

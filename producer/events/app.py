@@ -11,6 +11,7 @@ from flask import Flask, Response, jsonify
 from headwater.settings import get_settings
 from producer.events import db, health, ingest, openapi, reads, stats
 from producer.events.errors import register_error_handlers
+from producer.events.offload import offload_for_this_process
 from producer.events.store import EventStore
 from producer.events.times import now_utc
 
@@ -29,7 +30,7 @@ class EventsApp(Flask):
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Build the events app; test_config overrides DATABASE, API_KEY, BATCH_LIMIT, CLOCK, ..."""
+    """Build the events app; test_config overrides DATABASE, API_KEY, CLOCK, OFFLOAD, ..."""
     _ensure_logging()
     app = EventsApp(__name__)
     settings = get_settings()
@@ -44,6 +45,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         # What "now" is for received_at and the occurred_at check; tests hand in a fake clock.
         CLOCK=now_utc,
         DB_TIMEOUT_S=10.0,
+        # Where blocking SQLite calls run: gevent's threadpool under the gevent worker, else inline.
+        OFFLOAD=offload_for_this_process(),
     )
     if test_config:
         app.config.update(test_config)
@@ -52,7 +55,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     database.parent.mkdir(parents=True, exist_ok=True)
     # Responses keep the documented field order instead of sorting keys.
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    db.init_app(app, EventStore(database, timeout_s=app.config["DB_TIMEOUT_S"]))
+    store = EventStore(
+        database, timeout_s=app.config["DB_TIMEOUT_S"], offload=app.config["OFFLOAD"]
+    )
+    db.init_app(app, store)
     app.register_blueprint(health.bp)
     app.register_blueprint(ingest.bp)
     app.register_blueprint(reads.bp)
@@ -60,12 +66,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     register_error_handlers(app)
     log.info(
-        "events api ready database=%s batch_limit=%d max_body_bytes=%d page_size=%d/%d",
+        "events api ready database=%s batch_limit=%d max_body_bytes=%d page_size=%d/%d offload=%s",
         database,
         app.config["BATCH_LIMIT"],
         app.config["MAX_CONTENT_LENGTH"],
         app.config["PAGE_SIZE"],
         app.config["MAX_PAGE_SIZE"],
+        getattr(app.config["OFFLOAD"], "__name__", app.config["OFFLOAD"]),
     )
     return app
 

@@ -12,6 +12,7 @@ from werkzeug.exceptions import (
     MethodNotAllowed,
     NotFound,
     RequestEntityTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
 )
 from werkzeug.wrappers import Response as WerkzeugResponse
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 # werkzeug's own errors: our code and the field each one is about.
 _HTTP_ERRORS: dict[type[HTTPException], tuple[str, str]] = {
     RequestEntityTooLarge: ("payload_too_large", "body"),
+    # A body not received in full in time (producer/events/deadlines.py).
+    RequestTimeout: ("request_timeout", "body"),
     UnsupportedMediaType: ("unsupported_media_type", "Content-Type"),
     NotFound: ("not_found", "path"),
     MethodNotAllowed: ("method_not_allowed", "method"),
@@ -103,7 +106,8 @@ def _http_error(exc: HTTPException) -> WerkzeugResponse:
         ((exc.name or "error").lower().replace(" ", "_"), "request"),
     )
     problems = [Problem(field, _describe(exc))]
-    if not isinstance(exc, RequestEntityTooLarge):
+    # A body too large or too slow is not read any further: its connection closes instead.
+    if not isinstance(exc, RequestEntityTooLarge | RequestTimeout):
         _discard_unread_body()
     _log_rejected(status, error, problems)
     # get_response keeps werkzeug's headers (e.g. Allow on a 405); only the body becomes JSON.

@@ -1,10 +1,23 @@
-"""The gunicorn worker the events API runs on: gunicorn's own errors answered as the API's JSON.
+"""The gunicorn worker the events API runs on: slow clients are cut off, errors are JSON.
 
-gunicorn answers a request it cannot parse (431 headers too large, 414 request line too long,
-400 bad request line or header, ...) itself, before the app sees it, with an HTML page. This
-worker is gunicorn's threaded worker with only those bytes replaced: gunicorn still picks the
-status, logs the error and writes the access line; the body becomes the `{"error", "details"}`
-shape of producer/events/errors.py. Serve with `--worker-class` WORKER_CLASS (infra/stack.py).
+Slow clients. On gunicorn's threaded worker a client that trickles its request holds one of its
+16 threads for as long as it likes, and 200 of them stop the API. This worker is gunicorn's gevent
+worker instead: a connection costs a greenlet, not a thread, and has deadlines:
+- the request head (line and headers) must be complete `events_header_timeout_s` after the
+  connection opened or its previous answer went out, else the connection is closed (an idle
+  keep-alive connection is closed the same way, without an answer that could be taken for the
+  answer to a request sent at that moment);
+- the body must be complete `events_body_timeout_s` after the head, else the app answers a JSON
+  408 (producer/events/deadlines.py) and the connection is closed.
+The store's blocking SQLite calls run on gevent's native threadpool (producer/events/offload.py),
+so a commit's fsync never stalls the other connections.
+
+Errors. gunicorn answers a request it cannot parse (431 headers too large, 414 request line too
+long, 400 bad request line or header, ...) itself, before the app sees it, with an HTML page. Here
+only those bytes are replaced: gunicorn still picks the status, logs the error and writes the
+access line; the body becomes the `{"error", "details"}` shape of producer/events/errors.py.
+
+Serve with `--worker-class` WORKER_CLASS (infra/stack.py).
 """
 
 from __future__ import annotations
@@ -15,14 +28,17 @@ import socket
 from http import HTTPStatus
 from typing import Any
 
+import gevent
 from gunicorn import util
 from gunicorn.http import errors as http_errors
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.ggevent import GeventWorker
 
+from headwater.settings import get_settings
+from producer.events.deadlines import DeadlineBody
 from producer.events.errors import error_body
 from producer.events.validation import Problem
 
-WORKER_CLASS = "producer.events.server.JsonErrorWorker"
+WORKER_CLASS = "producer.events.server.EventsWorker"
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) ([^\r\n]*)\r\n")
 _PROBLEM_MAX = 200
 
@@ -129,10 +145,46 @@ def json_error_response(written: bytes, exc: BaseException) -> bytes:
     return head.encode("latin-1") + body.encode("ascii")
 
 
-class JsonErrorWorker(ThreadWorker):
-    """gunicorn's gthread worker, answering the errors it handles itself in JSON."""
+class EventsWorker(GeventWorker):
+    """gunicorn's gevent worker: deadlines for slow clients, its own errors answered in JSON."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        services = get_settings().services
+        self.header_timeout_s = services.events_header_timeout_s
+        self.body_timeout_s = services.events_body_timeout_s
+
+    def init_process(self) -> None:
+        """Log the deadlines, then gunicorn's own start (patch, load the app, serve)."""
+        self.log.info(
+            "events worker deadlines header_timeout_s=%g body_timeout_s=%g",
+            self.header_timeout_s,
+            self.body_timeout_s,
+        )
+        super().init_process()
+
+    def timeout_ctx(self) -> gevent.Timeout:
+        """The deadline for the next request's head (gunicorn's own is the keep-alive setting)."""
+        # False: past it the block just ends, no request was read and gunicorn closes quietly.
+        return gevent.Timeout(self.header_timeout_s, False)
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> None:
+        """Serve one request with its body's deadline running from now."""
+        body = req.body
+
+        def close_after_answer() -> None:
+            req.must_close = True
+
+        req.body = DeadlineBody(body, self.body_timeout_s, gevent.Timeout, close_after_answer)
+        try:
+            super().handle_request(listener_name, req, sock, addr)
+        finally:
+            # What the app left unread is drained (or the connection closed) by gunicorn under
+            # the next head's deadline, not this body's.
+            req.body = body
 
     def handle_error(self, req: Any, client: socket.socket, addr: Any, exc: BaseException) -> None:
+        """gunicorn's answer to a request it could not serve, with the API's JSON as its body."""
         # gunicorn picks the status, logs and writes its HTML answer into `written`; the client
         # gets the same status with the JSON body instead.
         written = _Captured()

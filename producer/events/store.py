@@ -5,6 +5,11 @@ thread and gunicorn worker, and the transaction commits before the lock is relea
 largest stored id and the clock under it makes id order equal commit order, so a reader paging by
 `event_id > cursor` can never miss an event that commits later with a smaller id. `received_at` is
 the millisecond the id carries, so it never runs backwards either, even when the clock does.
+
+Every call into SQLite (and the wait for the other processes' writers) goes through the store's
+`Offload` (producer/events/offload.py): inline by default, on a native thread under the gevent
+worker, so that an fsync never stalls the other connections. A connection is used by one request
+at a time, from whichever thread the offload picks.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from producer.events.ids import id_time_ms, next_event_id
+from producer.events.offload import Offload, run_inline
 from producer.events.query import PageRequest
 from producer.events.times import format_ms, format_utc
 from producer.events.validation import NewEvent, dump_properties
@@ -104,13 +110,17 @@ def _row_to_event(row: sqlite3.Row) -> StoredEvent:
 class EventsDb:
     """One connection to the events database (one per request)."""
 
-    def __init__(self, conn: sqlite3.Connection, write_lock: WriteLock) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, write_lock: WriteLock, offload: Offload = run_inline
+    ) -> None:
         self._conn = conn
         self._write_lock = write_lock
+        self._offload = offload
 
     def close(self) -> None:
         """Close the connection."""
-        self._conn.close()
+        # The last connection of a process to close checkpoints the WAL: an fsync.
+        self._offload(self._conn.close)
 
     def save(
         self,
@@ -119,7 +129,13 @@ class EventsDb:
         claim: IdempotencyClaim | None = None,
     ) -> Saved:
         """Store `events` in one committed transaction, or replay what `claim`'s key stored."""
-        with self._write_lock.hold():
+        with self._write_lock.turn():
+            return self._offload(lambda: self._save_exclusive(events, now_ms, claim))
+
+    def _save_exclusive(
+        self, events: Sequence[NewEvent], now_ms: Callable[[], int], claim: IdempotencyClaim | None
+    ) -> Saved:
+        with self._write_lock.across_processes():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 saved = self._save_locked(events, now_ms, claim)
@@ -187,11 +203,18 @@ class EventsDb:
 
     def wait_for_writers(self) -> None:
         """Return once the writes in flight have committed (or rolled back)."""
-        with self._write_lock.hold():
+        with self._write_lock.turn():
+            self._offload(self._wait_for_other_processes)
+
+    def _wait_for_other_processes(self) -> None:
+        with self._write_lock.across_processes():
             pass
 
     def page(self, request: PageRequest) -> tuple[list[StoredEvent], bool]:
         """The events of one page in id order, and whether more follow in the window."""
+        return self._offload(lambda: self._page(request))
+
+    def _page(self, request: PageRequest) -> tuple[list[StoredEvent], bool]:
         if request.empty:
             return [], False
         where, params = [], []
@@ -213,6 +236,9 @@ class EventsDb:
 
     def get(self, event_id: str) -> StoredEvent | None:
         """One event by id."""
+        return self._offload(lambda: self._get(event_id))
+
+    def _get(self, event_id: str) -> StoredEvent | None:
         row = self._conn.execute(
             f"SELECT {_COLUMNS} FROM events WHERE event_id = ?", (event_id,)
         ).fetchone()
@@ -220,6 +246,9 @@ class EventsDb:
 
     def count(self) -> int:
         """How many events are stored."""
+        return self._offload(self._count)
+
+    def _count(self) -> int:
         (count,) = self._conn.execute("SELECT COUNT(*) FROM events").fetchone()
         return int(count)
 
@@ -227,32 +256,45 @@ class EventsDb:
 class EventStore:
     """The events database at one path: opens connections and serialises this process's writers."""
 
-    def __init__(self, path: Path, timeout_s: float = 10.0) -> None:
+    def __init__(self, path: Path, timeout_s: float = 10.0, offload: Offload = run_inline) -> None:
         self.path = path
         self.timeout_s = timeout_s
+        self.offload = offload
         self.write_lock = WriteLock(path.with_name(path.name + ".lock"), timeout_s)
         self._schema_lock = threading.Lock()
         self._schema_ready = False
 
     def open(self) -> EventsDb:
         """A new connection, set up for durability; creates the schema on first use."""
-        conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+        conn = self.offload(self._connect)
+        try:
+            if not self._schema_ready:
+                with self._schema_lock, self.write_lock.turn():
+                    if not self._schema_ready:
+                        self.offload(lambda: self._create_schema(conn))
+                        self._schema_ready = True
+        except BaseException:
+            self.offload(conn.close)
+            raise
+        return EventsDb(conn, self.write_lock, self.offload)
+
+    def _connect(self) -> sqlite3.Connection:
+        # check_same_thread off: the offload may run each call of a request on another thread.
+        conn = sqlite3.connect(
+            self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
+        )
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
             # FULL: a commit is fsynced before it returns, so a 201 survives power loss too.
             conn.execute("PRAGMA synchronous = FULL")
-            if not self._schema_ready:
-                self._create_schema(conn)
         except BaseException:
             conn.close()
             raise
-        return EventsDb(conn, self.write_lock)
+        return conn
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
-        with self._schema_lock, self.write_lock.hold():
-            if self._schema_ready:
-                return
+        with self.write_lock.across_processes():
             (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode != "wal":
                 raise sqlite3.OperationalError(f"could not switch {self.path} to WAL: {mode}")
@@ -265,5 +307,4 @@ class EventStore:
                 conn.rollback()
                 raise
             conn.commit()
-            self._schema_ready = True
             log.info("events store ready path=%s", self.path)

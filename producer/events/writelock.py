@@ -2,8 +2,8 @@
 
 SQLite's own busy handler waits by sleeping and polling (up to 100 ms between tries), so a worker
 process that keeps the write lock busy starves the other one: its writers lose every race. Here
-the threads of a process queue on a mutex, and the one thread at the front waits for the other
-processes in `flock`, which the kernel wakes the moment the lock is released.
+the threads (or greenlets) of a process queue on a mutex, and the one at the front waits for the
+other processes in `flock`, which the kernel wakes the moment the lock is released.
 """
 
 from __future__ import annotations
@@ -40,19 +40,34 @@ class WriteLock:
     @contextmanager
     def hold(self) -> Iterator[None]:
         """Hold the lock for a `with` body; LockTimeout when this process's queue is too long."""
+        with self.turn(), self.across_processes():
+            yield
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """This process's turn: its other writers wait. LockTimeout when the queue is too long.
+
+        Taken in the caller's thread or greenlet (a cooperative wait under gevent); the rest of
+        the lock, `across_processes`, may then be taken on another thread.
+        """
         if not self._mutex.acquire(timeout=self.timeout_s):
             raise LockTimeout(f"write lock not free after {self.timeout_s:.0f}s")
         try:
-            fd = self._lock_fd()
-            # Blocks for at most the other processes' current transactions (one each: their own
-            # threads queue on their mutex), and the kernel frees the lock of a process that dies.
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            yield
         finally:
             self._mutex.release()
+
+    @contextmanager
+    def across_processes(self) -> Iterator[None]:
+        """The other processes' writers wait (call within `turn`, on any one thread)."""
+        fd = self._lock_fd()
+        # Blocks for at most the other processes' current transactions (one each: their own
+        # writers queue on their mutex), and the kernel frees the lock of a process that dies.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         """Close the lock file (the lock must not be held)."""

@@ -1,4 +1,5 @@
-"""The events API under real gunicorn (2 workers x 8 threads): concurrency, kill -9, bad input."""
+"""The events API under real gunicorn (the stack's argv): concurrency, kill -9, bad input, slow
+clients."""
 
 from __future__ import annotations
 
@@ -69,8 +70,11 @@ def api_key() -> str:
 @pytest.fixture
 def start_server(
     tmp_path: Path, api_key: str, request: pytest.FixtureRequest
-) -> Callable[[], Server]:
-    """Starts gunicorn on this test's run dir (its own DB); every start is killed at the end."""
+) -> Callable[..., Server]:
+    """Starts gunicorn on this test's run dir (its own DB); every start is killed at the end.
+
+    Keyword arguments are settings for this start, e.g. HEADWATER_EVENTS_BODY_TIMEOUT_S="3".
+    """
     env = {
         **os.environ,
         "STACK_RUN_DIR": str(tmp_path / "run"),
@@ -80,7 +84,7 @@ def start_server(
     }
     starts = 0
 
-    def start() -> Server:
+    def start(**settings_env: str) -> Server:
         nonlocal starts
         starts += 1
         port = free_port()
@@ -93,7 +97,7 @@ def start_server(
             process = subprocess.Popen(
                 argv,
                 cwd=REPO_ROOT,
-                env=env,
+                env={**env, **settings_env},
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -107,7 +111,7 @@ def start_server(
 
 
 @pytest.fixture
-def server(start_server: Callable[[], Server]) -> Server:
+def server(start_server: Callable[..., Server]) -> Server:
     return start_server()
 
 
@@ -368,3 +372,112 @@ def test_the_servers_own_errors_are_json_like_the_apps(server: Server, api_key: 
     assert (body["error"], [d["field"] for d in body["details"]]) == ("malformed_body", ["body"])
     # The workers that answered them keep serving.
     assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
+
+
+# ---- slow clients: cut off by the deadlines, never holding the API ------------------------------
+
+HEADER_TIMEOUT_S = 2
+BODY_TIMEOUT_S = 3
+# A trickler sends one byte per tick, for at most this many ticks (far past either deadline).
+TICK_S = 0.25
+TICKS = 40 * max(HEADER_TIMEOUT_S, BODY_TIMEOUT_S)
+SLOW_SOCKETS = 200
+
+
+def slow_head(api_key: str) -> bytes:
+    """A whole POST /events head announcing a body far longer than a trickler ever sends."""
+    return (
+        f"POST /events HTTP/1.1\r\nHost: x\r\nX-API-Key: {api_key}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    ).encode()
+
+
+def trickle_until_cut(server: Server, start: bytes, byte: bytes) -> bytes | None:
+    """Send `start`, then `byte` each tick until the server ends the connection.
+
+    What the server answered before it did (b"" for nothing), or None when it never cut us off.
+    Each tick waits for the server to answer or close, so the loop ends as soon as it does.
+    """
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(start)
+        conn.settimeout(TICK_S)
+        for _ in range(TICKS):
+            try:
+                chunk = conn.recv(65536)
+            except TimeoutError:
+                try:
+                    conn.sendall(byte)
+                except OSError:  # closed by the server while we waited
+                    return received
+                continue
+            except ConnectionResetError:
+                return received
+            if not chunk:
+                return received
+            received += chunk
+    return None
+
+
+def test_a_client_trickling_its_headers_is_cut_off(
+    start_server: Callable[..., Server], api_key: str
+) -> None:
+    server = start_server(HEADWATER_EVENTS_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S))
+    answer = trickle_until_cut(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ", b"a")
+    assert answer is not None, "a client trickling its headers was never cut off"
+    # Closed without an answer, as an idle keep-alive connection is.
+    assert answer == b""
+    assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
+
+
+def test_a_client_trickling_its_body_is_cut_off_with_a_json_408(
+    start_server: Callable[..., Server], api_key: str
+) -> None:
+    server = start_server(HEADWATER_EVENTS_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S))
+    answer = trickle_until_cut(server, slow_head(api_key) + b'{"user_id": "u-1"', b" ")
+    assert answer is not None, "a client trickling its body was never cut off"
+    if answer:  # the 408 arrives unless the close raced it (the socket was still sending)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 "), head
+        assert b"Content-Type: application/json" in head
+        assert b"Connection: close" in head
+        error = json.loads(body)
+        assert error["error"] == "request_timeout"
+        assert [d["field"] for d in error["details"]] == ["body"]
+    assert client_for(server, api_key).count() == 0
+
+
+def test_normal_clients_are_served_while_200_slow_sockets_are_open(
+    start_server: Callable[..., Server], api_key: str
+) -> None:
+    # Deadlines far longer than the test: every slow socket stays open throughout.
+    server = start_server(
+        HEADWATER_EVENTS_HEADER_TIMEOUT_S="120", HEADWATER_EVENTS_BODY_TIMEOUT_S="120"
+    )
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    starts = [b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a", slow_head(api_key) + b"{"]
+    slow: list[socket.socket] = []
+    try:
+        for i in range(SLOW_SOCKETS):
+            conn = socket.create_connection((host, int(port)), timeout=10)
+            slow.append(conn)
+            conn.sendall(starts[i % 2])  # half stop inside their headers, half in a body
+        client = client_for(server, api_key)
+
+        def post_one(i: int) -> requests.Response:
+            return client.post("/events", {**GOOD, "user_id": f"user-{i}"})
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            responses = list(pool.map(post_one, range(50)))
+        assert [r.status_code for r in responses] == [201] * 50, responses[0].text
+        assert client.count() == 50
+        assert requests.get(f"{server.url}/events", timeout=30).json()["count"] == 50
+        # ...and the slow sockets were all still held open while the API answered.
+        for conn in slow:
+            conn.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                conn.recv(1)
+    finally:
+        for conn in slow:
+            conn.close()

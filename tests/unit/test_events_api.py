@@ -48,7 +48,7 @@ from producer.events.query import (
     parse_page_request,
 )
 from producer.events.rules import event_rules
-from producer.events.server import WORKER_CLASS, JsonErrorWorker, json_error_response
+from producer.events.server import WORKER_CLASS, EventsWorker, json_error_response
 from producer.events.times import format_ms, to_us
 from producer.events.validation import (
     MAX_PROPERTIES_BYTES,
@@ -927,8 +927,8 @@ class FakeGunicornLog:
 
 
 def server_error_answer(exc: Exception) -> tuple[bytes, dict[str, str], Any]:
-    """What JsonErrorWorker writes to a client whose request failed with `exc`."""
-    worker = JsonErrorWorker(0, 0, [], None, 30, Config(), FakeGunicornLog())
+    """What EventsWorker writes to a client whose request failed with `exc`."""
+    worker = EventsWorker(0, 0, [], None, 30, Config(), FakeGunicornLog())
     ours, theirs = socket.socketpair()
     try:
         worker.handle_error(None, ours, ("127.0.0.1", 40000), exc)
@@ -990,10 +990,10 @@ def test_server_error_falls_back_by_kind_when_gunicorn_wrote_nothing() -> None:
         )
 
 
-def test_stack_serves_the_events_api_with_the_json_error_worker() -> None:
+def test_stack_serves_the_events_api_with_the_events_worker() -> None:
     argv = gunicorn_command(get_settings(), "producer.events.app:create_app()", 5000)
     assert argv[argv.index("--worker-class") + 1] == WORKER_CLASS
-    assert load_class(WORKER_CLASS) is JsonErrorWorker
+    assert load_class(WORKER_CLASS) is EventsWorker
     standin = gunicorn_command(get_settings(), "producer.standin.app:create_app()", 5001)
     assert standin[standin.index("--worker-class") + 1] == "gthread"
 
