@@ -43,7 +43,7 @@ def env_defaults() -> dict[str, str]:
 def test_services_are_the_local_topology() -> None:
     services = set(COMPOSE["services"])
     assert {"kafka-controller", "kafka-broker1", "kafka-broker2", "mongo"} <= services
-    assert {"events-api", "external-api", "consumer"} <= services
+    assert {"events-api", "external-api", "consumer-1", "consumer-2"} <= services
     assert {
         "airflow-api-server",
         "airflow-scheduler",
