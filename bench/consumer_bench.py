@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from measures import rate, ratio, sustained_rate
+import psutil
+from measures import paired_ratios, percentile, rate, spread_summary, sustained_rate
 from pymongo import MongoClient, ReplaceOne, UpdateOne
 from pymongo.database import Database
 from workload import interleave, user_events
@@ -219,6 +220,7 @@ def consumer_rate(
             stdout=log_file,
             stderr=log_file,
         )
+        cpu_s = 0.0
         try:
             started = time.perf_counter()
             deadline = started + 900
@@ -233,6 +235,8 @@ def consumer_rate(
                     raise RuntimeError(f"consumer exited with {proc.returncode}; log {log_path}")
                 time.sleep(0.2)
             finished = time.perf_counter()
+            times = psutil.Process(proc.pid).cpu_times()
+            cpu_s = times.user + times.system
         finally:
             proc.terminate()
             proc.wait(60)
@@ -244,6 +248,7 @@ def consumer_rate(
         "messages": float(workload.messages),
         "sustained_docs_per_s": sustained_rate(samples),
         "end_to_end_s_including_start": finished - started,
+        "cpu_s": cpu_s,
         "produce_s": produce_s,
     }
 
@@ -254,8 +259,15 @@ def measure(
     events_share: float = 0.2,
     batch: int = 2000,
     port: int = 28199,
+    trials: int = 5,
 ) -> dict[str, Any]:
-    """Run the consumer bench on the running stack; the result as a JSON-ready dict."""
+    """Run the consumer bench on the running stack; the result as a JSON-ready dict.
+
+    `trials` interleaved pairs (ceiling, consumer, ceiling, consumer, ...), each consumer trial on
+    fresh topics and a fresh database: the ratio is the median of the pairs' ratios, with their
+    spread, so that one sample taken in a neighbour's burst cannot make the figure.
+    """
+    load_at_start = os.getloadavg()[0]
     name = f"bench-consumer-{uuid.uuid4().hex[:8]}"
     topics = {"devices": f"{name}-devices", "user-events": f"{name}-events"}
     workload = build_workload(messages, events_share, topics)
@@ -266,24 +278,52 @@ def measure(
         workload.rejected,
     )
     admin = admin_client(settings)
-    create_topics(admin, settings, list(topics.values()))
-    try:
-        with mongo_client(settings) as client:
-            # The ceiling brackets the consumer (before and after): on a shared machine, load
-            # drifts, and one sample taken in someone else's burst would skew the ratio.
-            insert_before = insert_many_rate(client, workload)
-            log.info("consumer bench ceiling insert_many_docs_per_s=%.0f", insert_before)
-            upsert = bulk_upsert_rate(client, workload, batch)
-            log.info("consumer bench bulk_upsert_docs_per_s=%.0f", upsert)
-            consumer = consumer_rate(client, settings, workload, topics, port)
-            insert_after = insert_many_rate(client, workload)
-            log.info("consumer bench ceiling again insert_many_docs_per_s=%.0f", insert_after)
-    finally:
-        delete_topics(admin, list(topics.values()))
-    sustained = consumer["sustained_docs_per_s"]
-    insert = (insert_before + insert_after) / 2
+    inserts: list[float] = []
+    upserts: list[float] = []
+    runs: list[dict[str, float]] = []
+    with mongo_client(settings) as client:
+        for trial in range(trials):
+            inserts.append(insert_many_rate(client, workload))
+            upserts.append(bulk_upsert_rate(client, workload, batch))
+            # Fresh topics (same records, same keys) so every trial reads a backlog of its own.
+            trial_topics = {c: f"{t}-{trial}" for c, t in topics.items()}
+            create_topics(admin, settings, list(trial_topics.values()))
+            try:
+                runs.append(consumer_rate(client, settings, workload, trial_topics, port))
+            finally:
+                delete_topics(admin, list(trial_topics.values()))
+            log.info(
+                "consumer bench trial=%d insert_many_docs_per_s=%.0f bulk_upsert_docs_per_s=%.0f "
+                "consumer_sustained_docs_per_s=%.0f consumer_cpu_s=%.1f",
+                trial,
+                inserts[-1],
+                upserts[-1],
+                runs[-1]["sustained_docs_per_s"],
+                runs[-1]["cpu_s"],
+            )
+    sustained_all = [r["sustained_docs_per_s"] for r in runs]
+    sustained = percentile(sustained_all, 50.0)
+    insert = percentile(inserts, 50.0)
+    upsert = percentile(upserts, 50.0)
+    vs_insert = paired_ratios(sustained_all, inserts)
+    vs_upsert = paired_ratios(sustained_all, upserts)
+    consumer = {
+        "sustained_docs_per_s": sustained,
+        "end_to_end_s_including_start": percentile(
+            [r["end_to_end_s_including_start"] for r in runs], 50.0
+        ),
+        "cpu_s": percentile([r["cpu_s"] for r in runs], 50.0),
+        "produce_s": percentile([r["produce_s"] for r in runs], 50.0),
+        "messages": float(workload.messages),
+    }
     log.info("consumer bench consumer sustained_docs_per_s=%.0f", sustained)
     return {
+        "trials": trials,
+        "load_at_start": round(load_at_start, 2),
+        "sustained_docs_per_s_spread": spread_summary(sustained_all, 0),
+        "insert_many_spread": spread_summary(inserts, 0),
+        "consumer_vs_insert_many_pairs": vs_insert,
+        "consumer_vs_bulk_upsert_pairs": vs_upsert,
         "mongo_uri": redact_uri(settings.mongo.uri),
         "workload": {
             "messages": workload.messages,
@@ -293,12 +333,13 @@ def measure(
             "rejected_share": round(workload.rejected / workload.messages, 4),
         },
         "insert_many_docs_per_s": round(insert),
-        "insert_many_samples": [round(insert_before), round(insert_after)],
+        "insert_many_samples": [round(v) for v in inserts],
         "bulk_upsert_docs_per_s": round(upsert),
         "consumer": {k: round(v, 2) for k, v in consumer.items()},
-        "consumer_vs_insert_many": ratio(sustained, insert),
-        "consumer_vs_bulk_upsert": ratio(sustained, upsert),
-        "consumer_ratio": ratio(sustained, insert),
+        "consumer_vs_insert_many": vs_insert["median"],
+        "consumer_vs_bulk_upsert": vs_upsert["median"],
+        "consumer_ratio": vs_insert["median"],
+        "consumer_ratio_unreliable": vs_insert["unreliable"],
     }
 
 
@@ -308,9 +349,12 @@ def main() -> int:
     parser.add_argument("--events-share", type=float, default=0.2, help="share of user events")
     parser.add_argument("--batch", type=int, default=2000, help="upsert batch (consumer default)")
     parser.add_argument("--port", type=int, default=28199, help="the bench consumer's /healthz")
+    parser.add_argument("--trials", type=int, default=5, help="interleaved ceiling/consumer pairs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    result = measure(get_settings(), args.messages, args.events_share, args.batch, args.port)
+    result = measure(
+        get_settings(), args.messages, args.events_share, args.batch, args.port, args.trials
+    )
     print(json.dumps(result, indent=2))
     return 0
 

@@ -27,6 +27,15 @@ def fmt_latencies(
     return " / ".join(f"{summary[f'{k}_ms']:,.0f}" for k in keys)
 
 
+def fmt_pairs(pairs: dict[str, Any] | None, fallback: float | None) -> str:
+    """A paired ratio as 'median (min-max)', marked UNRELIABLE past its spread bound; a result
+    without pairs (an older run) shows its single ratio."""
+    if not pairs:
+        return fmt_ratio(fallback)
+    text = f"{pairs['median']:.3f} ({pairs['min']:.2f}-{pairs['max']:.2f})"
+    return text + (" UNRELIABLE" if pairs.get("unreliable") else "")
+
+
 def consumer_rows(part: dict[str, Any]) -> list[Row]:
     c = part["consumer"]
     return [
@@ -35,14 +44,14 @@ def consumer_rows(part: dict[str, Any]) -> list[Row]:
             "docs/s Kafka -> MongoDB (2 topics, ~1% invalid)",
             fmt_rate(c["sustained_docs_per_s"]),
             f"insert_many {fmt_rate(part['insert_many_docs_per_s'])}",
-            fmt_ratio(part["consumer_ratio"]),
+            fmt_pairs(part.get("consumer_vs_insert_many_pairs"), part["consumer_ratio"]),
         ),
         (
             "consumer",
             "  same docs, vs bulk_write upserts",
             fmt_rate(c["sustained_docs_per_s"]),
             f"bulk upsert {fmt_rate(part['bulk_upsert_docs_per_s'])}",
-            fmt_ratio(part["consumer_vs_bulk_upsert"]),
+            fmt_pairs(part.get("consumer_vs_bulk_upsert_pairs"), part["consumer_vs_bulk_upsert"]),
         ),
     ]
 

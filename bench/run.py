@@ -51,7 +51,7 @@ def part_runners(args: argparse.Namespace) -> dict[str, Callable[[Settings], dic
     """Each part's measurement with this run's sizes."""
     return {
         "consumer": lambda s: consumer_bench.measure(
-            s, messages=args.messages, events_share=args.events_share
+            s, messages=args.messages, events_share=args.events_share, trials=args.consumer_trials
         ),
         "producer": lambda s: producer_bench.measure(s, records=args.records),
         "end_to_end": lambda s: e2e_bench.measure(s, windows=args.windows, window_s=args.window_s),
@@ -147,6 +147,12 @@ def main() -> int:
         "--quiet-wait-s", type=float, default=30.0, help="longest wait for a quiet machine"
     )
     parser.add_argument("--messages", type=int, default=60_000, help="consumer: messages")
+    parser.add_argument(
+        "--consumer-trials",
+        type=int,
+        default=5,
+        help="consumer: interleaved ceiling/consumer pairs",
+    )
     parser.add_argument("--events-share", type=float, default=0.2, help="consumer: user events")
     parser.add_argument("--records", type=int, default=60_000, help="producer: window records")
     parser.add_argument("--windows", type=int, default=4, help="end to end: windows")

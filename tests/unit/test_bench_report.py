@@ -161,3 +161,18 @@ def test_store_rows_print_each_figure_beside_its_target_and_verdict():
 
 def test_the_store_part_joins_the_summary_table():
     assert any(r[0] == "store" for r in summary_rows({**RESULT, "store": STORE}))
+
+
+def test_a_paired_ratio_shows_its_spread_and_is_marked_unreliable_past_15_percent():
+    from bench.measures import paired_ratios
+    from bench.report import fmt_pairs
+
+    steady = paired_ratios([90, 100, 95, 92, 96], [100, 100, 100, 100, 100])
+    assert steady["median"] == 0.95 and steady["pairs"] == [0.9, 1.0, 0.95, 0.92, 0.96]
+    assert not steady["unreliable"]
+    assert fmt_pairs(steady, None) == "0.950 (0.90-1.00)"
+    noisy = paired_ratios([50, 100, 95, 92, 96], [100, 100, 100, 100, 100])
+    assert noisy["unreliable"] and noisy["spread"] > 0.15
+    assert fmt_pairs(noisy, None).endswith("UNRELIABLE")
+    # An older result without pairs keeps its single ratio.
+    assert fmt_pairs(None, 0.5) == "0.500"
