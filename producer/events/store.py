@@ -359,11 +359,24 @@ class EventStore:
                 conn.execute("UPDATE commit_counter SET commits = commits + 1")
                 conn.commit()
             except BaseException:
-                if conn.in_transaction:
-                    conn.rollback()
+                self._roll_back_writer(conn)
                 raise
         log.debug("events committed writes=%d", len(writes))
         return outcomes
+
+    def _roll_back_writer(self, conn: sqlite3.Connection) -> None:
+        # A writer left inside a transaction would refuse every later BEGIN: if it cannot be
+        # rolled back, it is dropped and the next batch opens a fresh one.
+        try:
+            if conn.in_transaction:
+                conn.rollback()
+        except sqlite3.Error as exc:
+            log.warning("events writer connection dropped path=%s problem=%r", self.path, exc)
+            self._writer = None
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
 
     def _writer_connection(self) -> sqlite3.Connection:
         # One per process (a fork must not share it), kept open: used by one leader at a time.
