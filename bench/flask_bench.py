@@ -1,13 +1,24 @@
 """The user-events API under load: accepted POST /events per second and their latency.
 
     python bench/flask_bench.py [--concurrency 16] [--duration-s 20]
+    python bench/flask_bench.py --own-api [--trials 5] [--baseline-root DIR]
 
 A fixed number of client threads on loopback, each with one keep-alive connection, post single
 events as fast as the API answers for the duration. Only 201s count as accepted; anything else
-(status or exception) is counted by kind. The events belong to `loadtest-*` users, whom the
-consumer's filters keep out of `user_events`. To keep them out of the pipeline altogether, the
-load is started early enough in an interval of the `ingest_user_events` DAG that it ends, and its
-events are deleted from the events database again, before that interval is pulled.
+(status or exception) is counted by kind.
+
+On the running stack (the default) the events belong to `loadtest-*` users, whom the consumer's
+filters keep out of `user_events`. To keep them out of the pipeline altogether, the load is
+started early enough in an interval of the `ingest_user_events` DAG that it ends, and its events
+are deleted from the events database again, before that interval is pulled.
+
+With --own-api no stack is needed: the bench starts its own events APIs (the stack's gunicorn
+argv, events_server.py, scratch databases) and runs interleaved trials of each arm: group commit
+as configured, the same code with one transaction per request
+(HEADWATER_EVENTS_GROUP_COMMIT_MAX_EVENTS=1), and with --baseline-root another checkout of the
+code (e.g. `git archive` of the commit before group commit) on the same virtualenv. Each trial
+reads the commit counter of /healthz before and after, so fsyncs per accepted event are
+measured, not assumed (a checkout without the counter reports none).
 Prints one JSON object.
 """
 
@@ -20,6 +31,7 @@ import logging
 import resource
 import sqlite3
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -29,9 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from measures import latency_summary, rate
+from events_server import HOST, ApiServer, start_api
+from flask_plan import per_event, rotated_order
+from measures import latency_summary, percentile, rate, spread_summary
 
-from headwater.settings import Settings, get_settings
+from headwater.settings import REPO_ROOT, Settings, get_settings
 from infra.airflow import airflow_token
 from producer.events.ids import first_id_at
 from producer.events.store import EventStore
@@ -43,6 +57,11 @@ EVENT_TYPE = "bench.load"
 USER_EVENTS_DAG = "ingest_user_events"
 # Time kept free after the load, before the next user-events pull, for the cleanup.
 CLEANUP_MARGIN_S = 20.0
+# The --own-api arms.
+GROUP_COMMIT = "group_commit"
+PER_REQUEST = "per_request"
+BASELINE = "baseline"
+WARMUP_S = 2.0
 
 
 @dataclass
@@ -89,6 +108,46 @@ def post_events(
                 conn = http.client.HTTPConnection(host, port, timeout=30)
     finally:
         conn.close()
+
+
+def normal_load(
+    host: str, port: int, api_key: str, concurrency: int, duration_s: float
+) -> dict[str, Any]:
+    """`concurrency` keep-alive clients for `duration_s`: accepted/s, other outcomes, latency."""
+    tallies = [WorkerTally() for _ in range(concurrency)]
+    usage_before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    deadline = started + duration_s
+    threads = [
+        threading.Thread(
+            target=post_events, args=(host, port, api_key, i, deadline, t), name=f"load-{i}"
+        )
+        for i, t in enumerate(tallies)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    usage_after = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = (usage_after.ru_utime - usage_before.ru_utime) + (
+        usage_after.ru_stime - usage_before.ru_stime
+    )
+    outcomes: Counter[str] = Counter()
+    latencies: list[float] = []
+    for tally in tallies:
+        outcomes.update(tally.outcomes)
+        latencies.extend(tally.latencies_201)
+    accepted = outcomes.pop("201", 0)
+    return {
+        "seconds": round(elapsed, 2),
+        "accepted": accepted,
+        "accepted_per_s": round(rate(accepted, elapsed), 1),
+        "errors": dict(outcomes),
+        "latency_201": latency_summary(latencies),
+        # The load generator shares the machine's cores with the server: its own CPU use.
+        "client_cpu_s": round(client_cpu, 2),
+    }
 
 
 def next_user_events_pull(settings: Settings) -> float | None:
@@ -144,36 +203,13 @@ def measure(settings: Settings, concurrency: int = 16, duration_s: float = 20.0)
     """Run the events API load on the running stack; the result as a JSON-ready dict."""
     svc = settings.services
     pull_at = wait_for_room(settings, duration_s + CLEANUP_MARGIN_S)
-    tallies = [WorkerTally() for _ in range(concurrency)]
     since_ms = int(time.time() * 1000) - 1000
-    usage_before = resource.getrusage(resource.RUSAGE_SELF)
-    started = time.perf_counter()
-    deadline = started + duration_s
-    threads = [
-        threading.Thread(
-            target=post_events,
-            args=(svc.host, svc.flask_port, svc.api_key.get_secret_value(), i, deadline, t),
-            name=f"load-{i}",
-        )
-        for i, t in enumerate(tallies)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    usage_after = resource.getrusage(resource.RUSAGE_SELF)
-    client_cpu = (usage_after.ru_utime - usage_before.ru_utime) + (
-        usage_after.ru_stime - usage_before.ru_stime
+    load = normal_load(
+        svc.host, svc.flask_port, svc.api_key.get_secret_value(), concurrency, duration_s
     )
-
-    outcomes: Counter[str] = Counter()
-    latencies: list[float] = []
-    for tally in tallies:
-        outcomes.update(tally.outcomes)
-        latencies.extend(tally.latencies_201)
-    accepted = outcomes.pop("201", 0)
-    log.info("flask load done accepted=%d other=%s seconds=%.1f", accepted, dict(outcomes), elapsed)
+    outcomes = load["errors"]
+    accepted, elapsed = load["accepted"], load["seconds"]
+    log.info("flask load done accepted=%d other=%s seconds=%.1f", accepted, outcomes, elapsed)
 
     database = settings.stack.data_dir / "events" / "events.db"
     cleanup: dict[str, Any] = {"database": str(database)}
@@ -190,13 +226,128 @@ def measure(settings: Settings, concurrency: int = 16, duration_s: float = 20.0)
         "duration_s": round(elapsed, 2),
         "requests": accepted + sum(outcomes.values()),
         "accepted": accepted,
-        "accepted_per_s": round(rate(accepted, elapsed), 1),
-        "errors": dict(outcomes),
-        "latency_201": latency_summary(latencies),
+        "accepted_per_s": load["accepted_per_s"],
+        "errors": outcomes,
+        "latency_201": load["latency_201"],
         # The load generator shares the machine's cores with the server: its own CPU use.
-        "client_cpu_cores": round(client_cpu / elapsed, 2),
+        "client_cpu_cores": round(load["client_cpu_s"] / elapsed, 2),
         "cleanup": cleanup,
         "started_at": datetime.fromtimestamp(since_ms / 1000 + 1, UTC).isoformat(),
+    }
+
+
+def commits_of(server: ApiServer) -> int | None:
+    """The API's commit counter (None for a checkout that has none)."""
+    resp = requests.get(f"{server.url}/healthz", timeout=30)
+    resp.raise_for_status()
+    commits = resp.json().get("commits")
+    return int(commits) if commits is not None else None
+
+
+def own_trial(
+    arm: str, server: ApiServer, api_key: str, concurrency: int, duration_s: float
+) -> dict[str, Any]:
+    """One trial of one arm: the load, and what it cost in commits and server CPU."""
+    commits_before, cpu_before = commits_of(server), server.cpu_seconds()
+    figures = normal_load(HOST, server.port, api_key, concurrency, duration_s)
+    commits_after, cpu_after = commits_of(server), server.cpu_seconds()
+    commits = (
+        commits_after - commits_before
+        if commits_before is not None and commits_after is not None
+        else None
+    )
+    fsyncs = per_event(commits, figures["accepted"])
+    figures.update(
+        arm=arm,
+        commits=commits,
+        fsyncs_per_event=round(fsyncs, 4) if fsyncs is not None else None,
+        server_cpu_s=round(cpu_after - cpu_before, 2),
+    )
+    log.info("flask trial %s", figures)
+    return figures
+
+
+def arm_summary(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians with their range over one arm's trials."""
+    latencies = [t["latency_201"] for t in trials if t["latency_201"].get("n")]
+    fsyncs = [t["fsyncs_per_event"] for t in trials if t["fsyncs_per_event"] is not None]
+    errors: Counter[str] = Counter()
+    for trial in trials:
+        errors.update(trial["errors"])
+    return {
+        "accepted_per_s": spread_summary([t["accepted_per_s"] for t in trials], 1),
+        "p50_ms": spread_summary([lat["p50_ms"] for lat in latencies], 1) if latencies else None,
+        "p99_ms": spread_summary([lat["p99_ms"] for lat in latencies], 1) if latencies else None,
+        "fsyncs_per_event": spread_summary(fsyncs, 4) if fsyncs else None,
+        "server_cpu_ms_per_event": spread_summary(
+            [1000 * t["server_cpu_s"] / t["accepted"] for t in trials if t["accepted"]], 3
+        ),
+        "errors": dict(errors),
+    }
+
+
+def measure_own_api(
+    settings: Settings,
+    concurrency: int = 16,
+    duration_s: float = 20.0,
+    trials: int = 5,
+    baseline_root: Path | None = None,
+) -> dict[str, Any]:
+    """Interleaved trials on events APIs started here: group commit vs one commit per request."""
+    api_key = settings.services.api_key.get_secret_value()
+    arms: dict[str, dict[str, str]] = {
+        GROUP_COMMIT: {},
+        PER_REQUEST: {"HEADWATER_EVENTS_GROUP_COMMIT_MAX_EVENTS": "1"},
+    }
+    if baseline_root is not None:
+        arms[BASELINE] = {}
+    order = rotated_order(list(arms), trials)
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="headwater-flask-bench-") as scratch:
+        servers: dict[str, ApiServer] = {}
+        try:
+            for arm, env in arms.items():
+                servers[arm] = start_api(
+                    settings,
+                    Path(scratch) / arm,
+                    Path(scratch) / f"{arm}.log",
+                    env={"HEADWATER_API_KEY": api_key, **env},
+                    source_root=baseline_root if arm == BASELINE and baseline_root else REPO_ROOT,
+                )
+                # Warm up (connections, page cache, the writer connection) outside the trials.
+                normal_load(HOST, servers[arm].port, api_key, concurrency, WARMUP_S)
+            for arm in order:
+                runs.append(own_trial(arm, servers[arm], api_key, concurrency, duration_s))
+        finally:
+            for server in servers.values():
+                server.stop()
+    by_arm = {arm: arm_summary([r for r in runs if r["arm"] == arm]) for arm in arms}
+    group = [r for r in runs if r["arm"] == GROUP_COMMIT]
+    group_latencies = [r["latency_201"] for r in group if r["latency_201"].get("n")]
+    return {
+        "method": (
+            f"own events APIs (the stack's gunicorn argv, scratch databases); {concurrency} "
+            f"keep-alive clients posting single events for {duration_s:g} s; {trials} rotated "
+            f"rounds of the arms {', '.join(arms)}; medians of the trials with their range"
+        ),
+        "concurrency": concurrency,
+        "trial_s": duration_s,
+        "trials_each": trials,
+        "baseline_root": str(baseline_root) if baseline_root else None,
+        # The headline figures (report.py and chart.py read these): the group-commit arm's.
+        "accepted_per_s": by_arm[GROUP_COMMIT]["accepted_per_s"]["median"],
+        "latency_201": {
+            "n": sum(lat["n"] for lat in group_latencies),
+            **{
+                f"{q}_ms": round(percentile([lat[f"{q}_ms"] for lat in group_latencies], 50), 1)
+                for q in ("p50", "p95", "p99")
+            },
+        }
+        if group_latencies
+        else {"n": 0},
+        "errors": by_arm[GROUP_COMMIT]["errors"],
+        "arms": by_arm,
+        "trials": runs,
     }
 
 
@@ -204,9 +355,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration-s", type=float, default=20.0)
+    parser.add_argument("--own-api", action="store_true", help="start own APIs, no stack needed")
+    parser.add_argument("--trials", type=int, default=5, help="--own-api: rounds of the arms")
+    parser.add_argument(
+        "--baseline-root", type=Path, help="--own-api: also serve this checkout of the code"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    print(json.dumps(measure(get_settings(), args.concurrency, args.duration_s), indent=2))
+    settings = get_settings()
+    if args.own_api:
+        result = measure_own_api(
+            settings, args.concurrency, args.duration_s, args.trials, args.baseline_root
+        )
+    else:
+        result = measure(settings, args.concurrency, args.duration_s)
+    print(json.dumps(result, indent=2))
     return 0
 
 

@@ -132,6 +132,8 @@ def end_to_end_rows(part: dict[str, Any]) -> list[Row]:
 
 def flask_rows(part: dict[str, Any]) -> list[Row]:
     errors = sum(part["errors"].values())
+    if "arms" in part:
+        return flask_arm_rows(part)
     return [
         (
             "flask",
@@ -148,6 +150,34 @@ def flask_rows(part: dict[str, Any]) -> list[Row]:
             "",
         ),
     ]
+
+
+def flask_arm_rows(part: dict[str, Any]) -> list[Row]:
+    """The --flask-own-api figures: each arm's medians with their range."""
+    rows: list[Row] = []
+    for arm, figures in part["arms"].items():
+        errors = sum(figures["errors"].values())
+        fsyncs = figures.get("fsyncs_per_event")
+        rows.append(
+            (
+                "flask",
+                f"{arm}: accepted POST /events/s ({part['concurrency']} concurrent, "
+                f"{errors} errors)",
+                fmt_spread(figures["accepted_per_s"]),
+                f"fsyncs/event {fmt_spread(fsyncs, '.3f')}",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "flask",
+                "  201 latency p50 / p99 ms",
+                f"{fmt_spread(figures['p50_ms'], '.1f')} / {fmt_spread(figures['p99_ms'], '.1f')}",
+                "",
+                "",
+            )
+        )
+    return rows
 
 
 def fmt_spread(summary: dict[str, Any] | None, fmt: str = ",.0f") -> str:

@@ -7,10 +7,10 @@ the cost of SASL on Kafka's clients), writes bench/results/latest.json (consumer
 producer_ratio, every part's raw figures and the machine) and bench/results/latest.png (a copy of
 the JSON goes to bench/results/history/), and prints the summary table. A subset (--only) writes
 bench/results/partial-<parts>.json/.png instead, leaving the last full run in place. The
-slow-clients part starts its own events API and the sasl part its own throwaway Kafka: alone they
-need no running stack. Each part first waits (bounded) for the cores to be mostly idle and
-records how busy they were. A part that fails is recorded with its error and the others still
-run; the exit status is then 1.
+slow-clients part starts its own events API, the sasl part its own throwaway Kafka and, with
+--flask-own-api, the flask part its own events APIs: alone they need no running stack. Each part
+first waits (bounded) for the cores to be mostly idle and records how busy they were. A part that
+fails is recorded with its error and the others still run; the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -44,6 +44,13 @@ log = logging.getLogger("bench.run")
 PARTS = ("consumer", "producer", "end_to_end", "flask", "slow_clients", "store", "sasl")
 # Parts that start what they measure themselves: a run of only these needs no stack.
 SELF_CONTAINED = frozenset({"slow_clients", "sasl"})
+
+
+def self_contained(args: argparse.Namespace) -> frozenset[str]:
+    """The parts that need no stack in this run (flask too, with --flask-own-api)."""
+    return SELF_CONTAINED | ({"flask"} if args.flask_own_api else set())
+
+
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 
 
@@ -55,8 +62,16 @@ def part_runners(args: argparse.Namespace) -> dict[str, Callable[[Settings], dic
         ),
         "producer": lambda s: producer_bench.measure(s, records=args.records),
         "end_to_end": lambda s: e2e_bench.measure(s, windows=args.windows, window_s=args.window_s),
-        "flask": lambda s: flask_bench.measure(
-            s, concurrency=args.concurrency, duration_s=args.duration_s
+        "flask": lambda s: (
+            flask_bench.measure_own_api(
+                s,
+                concurrency=args.concurrency,
+                duration_s=args.duration_s,
+                trials=args.flask_trials,
+                baseline_root=args.flask_baseline_root,
+            )
+            if args.flask_own_api
+            else flask_bench.measure(s, concurrency=args.concurrency, duration_s=args.duration_s)
         ),
         "slow_clients": lambda s: slow_clients_bench.measure(
             s,
@@ -93,7 +108,7 @@ def wait_for_quiet(max_busy: float, max_wait_s: float) -> float:
 def run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], bool]:
     """Every selected part in order; the result and whether all of them succeeded."""
     selected = [p for p in PARTS if p in (args.only or PARTS)]
-    if SELF_CONTAINED.issuperset(selected):
+    if self_contained(args).issuperset(selected):
         machine = describe_machine(settings)  # no stack running, so no MongoDB to ask
     else:
         with mongo_client(settings) as client:
@@ -159,6 +174,20 @@ def main() -> int:
     parser.add_argument("--window-s", type=int, default=12, help="end to end: window length")
     parser.add_argument("--concurrency", type=int, default=16, help="flask: client threads")
     parser.add_argument("--duration-s", type=float, default=20.0, help="flask: load duration")
+    parser.add_argument(
+        "--flask-own-api",
+        action="store_true",
+        help="flask: start own events APIs (no stack) and compare group commit with one "
+        "commit per request in interleaved trials",
+    )
+    parser.add_argument(
+        "--flask-trials", type=int, default=5, help="flask --flask-own-api: rounds of the arms"
+    )
+    parser.add_argument(
+        "--flask-baseline-root",
+        type=Path,
+        help="flask --flask-own-api: also serve this checkout of the code (e.g. the commit before)",
+    )
     parser.add_argument(
         "--slow-sockets", type=int, default=200, help="slow clients: slow sockets open"
     )

@@ -16,11 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import selectors
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
-from flask_bench import WorkerTally, post_events
-from measures import latency_summary, rate, ratio, spread_summary
+from events_server import HOST, ApiServer, start_api
+from flask_bench import normal_load
+from measures import ratio, spread_summary
 from slow_clients_plan import (
     NO_SLOW,
     SLOW,
@@ -44,68 +41,12 @@ from slow_clients_plan import (
     trial_order,
 )
 
-from headwater.settings import REPO_ROOT, Settings, get_settings
-from infra.stack import gunicorn_command
+from headwater.settings import Settings, get_settings
 
 log = logging.getLogger("bench.slow_clients")
 
-APP = "producer.events.app:create_app()"
-HOST = "127.0.0.1"
-START_TIMEOUT_S = 60.0
 OPEN_TIMEOUT_S = 30.0
 TICK_S = 1.0
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class ApiServer:
-    """The events API this bench started, in a process group of its own."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    argv: list[str]
-
-    def stop(self) -> None:
-        """Stop the whole group (master and workers) by its id."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-
-
-def start_api(settings: Settings, run_dir: Path, log_path: Path) -> ApiServer:
-    """The stack's events API argv on a free loopback port, its database under `run_dir`."""
-    port = free_port()
-    argv = gunicorn_command(settings, APP, port)
-    argv[argv.index("--bind") + 1] = f"{HOST}:{port}"
-    env = {**os.environ, "STACK_RUN_DIR": str(run_dir)}
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            argv, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    server = ApiServer(process, port, argv)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"events API exited {process.returncode}: {log_path.read_text()}")
-        try:
-            if requests.get(f"http://{HOST}:{port}/healthz", timeout=5).status_code == 200:
-                return server
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"events API not healthy after {START_TIMEOUT_S:.0f}s: {log_path}")
 
 
 @dataclass
@@ -225,48 +166,19 @@ class SlowSockets:
             self._selector.close()
 
 
-def normal_load(port: int, api_key: str, concurrency: int, trial_s: float) -> dict[str, Any]:
-    """flask_bench's keep-alive clients for `trial_s`: accepted/s, other outcomes, latency."""
-    tallies = [WorkerTally() for _ in range(concurrency)]
-    started = time.perf_counter()
-    deadline = started + trial_s
-    threads = [
-        threading.Thread(target=post_events, args=(HOST, port, api_key, i, deadline, tally))
-        for i, tally in enumerate(tallies)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    outcomes: Counter[str] = Counter()
-    latencies: list[float] = []
-    for tally in tallies:
-        outcomes.update(tally.outcomes)
-        latencies.extend(tally.latencies_201)
-    accepted = outcomes.pop("201", 0)
-    return {
-        "seconds": round(elapsed, 2),
-        "accepted": accepted,
-        "accepted_per_s": round(rate(accepted, elapsed), 1),
-        "errors": dict(outcomes),
-        "latency_201": latency_summary(latencies),
-    }
-
-
 def run_trial(
     arm: str, server: ApiServer, api_key: str, args: dict[str, Any], tally: SlowTally
 ) -> dict[str, Any]:
     """One arm: the normal load, with the slow sockets open throughout for the slow arm."""
     if arm == NO_SLOW:
-        figures = normal_load(server.port, api_key, args["concurrency"], args["trial_s"])
+        figures = normal_load(HOST, server.port, api_key, args["concurrency"], args["trial_s"])
     else:
         slow = SlowSockets(server.port, args["slow_sockets"], api_key, tally)
         slow.start()
         try:
             if not slow.all_open.wait(OPEN_TIMEOUT_S):
                 raise RuntimeError(f"slow sockets not all open after {OPEN_TIMEOUT_S:.0f}s")
-            figures = normal_load(server.port, api_key, args["concurrency"], args["trial_s"])
+            figures = normal_load(HOST, server.port, api_key, args["concurrency"], args["trial_s"])
             figures["slow_open_at_end"] = slow.open_count
         finally:
             slow.stop()

@@ -256,6 +256,9 @@ class ServiceSettings(BaseSettings):
     # Connections each events-API worker serves at once (slow ones included: past this a
     # connection waits in the listen backlog).
     events_worker_connections: int = Field(default=1000, ge=1)
+    # Group commit: the most events one shared write transaction (one fsync) holds; the writes of
+    # a worker that arrive while it commits wait for the next. 1 = a transaction per request.
+    events_group_commit_max_events: int = Field(default=2000, ge=1)
     # The external-API stand-in: its data folder, default page size (a BATCH_SIZE) and maximum.
     standin_data_dir: Path = REPO_ROOT / "producer" / "standin" / "data"
     # A second folder the stand-in also serves (files of sources that are not in git, or a test's

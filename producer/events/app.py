@@ -45,6 +45,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         # What "now" is for received_at and the occurred_at check; tests hand in a fake clock.
         CLOCK=now_utc,
         DB_TIMEOUT_S=10.0,
+        GROUP_COMMIT_MAX_EVENTS=svc.events_group_commit_max_events,
         # Where blocking SQLite calls run: gevent's threadpool under the gevent worker, else inline.
         OFFLOAD=offload_for_this_process(),
     )
@@ -56,7 +57,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Responses keep the documented field order instead of sorting keys.
     app.json.sort_keys = False  # type: ignore[attr-defined]
     store = EventStore(
-        database, timeout_s=app.config["DB_TIMEOUT_S"], offload=app.config["OFFLOAD"]
+        database,
+        timeout_s=app.config["DB_TIMEOUT_S"],
+        offload=app.config["OFFLOAD"],
+        max_group_events=app.config["GROUP_COMMIT_MAX_EVENTS"],
     )
     db.init_app(app, store)
     app.register_blueprint(health.bp)
@@ -66,12 +70,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     register_error_handlers(app)
     log.info(
-        "events api ready database=%s batch_limit=%d max_body_bytes=%d page_size=%d/%d offload=%s",
+        "events api ready database=%s batch_limit=%d max_body_bytes=%d page_size=%d/%d "
+        "group_commit_max_events=%d offload=%s",
         database,
         app.config["BATCH_LIMIT"],
         app.config["MAX_CONTENT_LENGTH"],
         app.config["PAGE_SIZE"],
         app.config["MAX_PAGE_SIZE"],
+        app.config["GROUP_COMMIT_MAX_EVENTS"],
         getattr(app.config["OFFLOAD"], "__name__", app.config["OFFLOAD"]),
     )
     return app
@@ -81,7 +87,13 @@ def _check_config(config: dict[str, Any]) -> None:
     # Refuse to start rather than serve writes nobody can authorise, or limits that make no sense.
     if not config["API_KEY"]:
         raise ValueError("API_KEY is empty: set HEADWATER_API_KEY")
-    for name in ("BATCH_LIMIT", "MAX_CONTENT_LENGTH", "PAGE_SIZE", "MAX_PAGE_SIZE"):
+    for name in (
+        "BATCH_LIMIT",
+        "MAX_CONTENT_LENGTH",
+        "PAGE_SIZE",
+        "MAX_PAGE_SIZE",
+        "GROUP_COMMIT_MAX_EVENTS",
+    ):
         if not isinstance(config[name], int) or config[name] < 1:
             raise ValueError(f"{name} must be a positive integer, got {config[name]!r}")
     if config["PAGE_SIZE"] > config["MAX_PAGE_SIZE"]:

@@ -1,4 +1,8 @@
-"""Flask glue for the store: one connection per request, closed when the app context ends."""
+"""Flask glue for the store: one connection per request, closed when the app context ends.
+
+Writes need no connection of their own: they go to the store, whose group commit writes on the
+process's one writer connection (producer/events/store.py).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,17 @@ from producer.events.store import EventsDb, EventStore
 EXTENSION = "events_store"
 
 
+def get_store() -> EventStore:
+    """The app's events store."""
+    store: EventStore = current_app.extensions[EXTENSION]
+    return store
+
+
 def get_db() -> EventsDb:
     """This request's connection to the events database, opened on first use."""
     db: EventsDb | None = g.get("events_db")
     if db is None:
-        store: EventStore = current_app.extensions[EXTENSION]
-        db = g.events_db = store.open()
+        db = g.events_db = get_store().open()
     return db
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from producer.events.db import get_db
+from producer.events.db import get_store
 from producer.events.errors import ApiError
 from producer.events.store import IdempotencyClaim, IdempotencyConflict, Saved
 from producer.events.times import to_us
@@ -92,8 +92,10 @@ def _now() -> datetime:
     return clock()
 
 
-def _now_ms() -> int:
-    return to_us(_now()) // 1000
+def _clock_ms() -> Callable[[], int]:
+    # Bound now: the shared transaction may call it in another request's context.
+    clock: Callable[[], datetime] = current_app.config["CLOCK"]
+    return lambda: to_us(clock()) // 1000
 
 
 def _accept(kind: str, parse: Callable[[Any, datetime], list[NewEvent]]) -> Saved:
@@ -106,7 +108,7 @@ def _accept(kind: str, parse: Callable[[Any, datetime], list[NewEvent]]) -> Save
         raise ApiError(400, "invalid_event", exc.problems) from None
     claim = IdempotencyClaim(key, request_fingerprint(kind, payload)) if key else None
     try:
-        saved = get_db().save(events, _now_ms, claim)
+        saved = get_store().save(events, _clock_ms(), claim)
     except IdempotencyConflict:
         problem = "was already used with a different request"
         raise ApiError.one(409, "idempotency_conflict", IDEMPOTENCY_HEADER, problem) from None

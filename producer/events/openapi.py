@@ -380,10 +380,19 @@ def openapi_document(limits: ApiLimits) -> dict[str, Any]:
                         "200": _json(
                             {
                                 "type": "object",
-                                "required": ["status", "events"],
+                                "required": ["status", "events", "commits", "writes_pending"],
                                 "properties": {
                                     "status": {"type": "string", "enum": ["ok"]},
                                     "events": {"type": "integer"},
+                                    "commits": {
+                                        "type": "integer",
+                                        "description": "Write transactions committed (one "
+                                        "fsync each), by every worker",
+                                    },
+                                    "writes_pending": {
+                                        "type": "integer",
+                                        "description": "This worker's writes queued or committing",
+                                    },
                                 },
                             },
                             "Healthy",

@@ -1,19 +1,22 @@
-"""The events API under real gunicorn (the stack's argv): concurrency, kill -9, bad input, slow
-clients."""
+"""The events API under real gunicorn (the stack's argv): concurrency, group commit, kill -9, bad
+input, slow clients."""
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,7 +76,8 @@ def start_server(
 ) -> Callable[..., Server]:
     """Starts gunicorn on this test's run dir (its own DB); every start is killed at the end.
 
-    Keyword arguments are settings for this start, e.g. HEADWATER_EVENTS_BODY_TIMEOUT_S="3".
+    `workers` replaces the stack's number of workers; keyword arguments are settings for this
+    start, e.g. HEADWATER_EVENTS_BODY_TIMEOUT_S="3".
     """
     env = {
         **os.environ,
@@ -84,7 +88,7 @@ def start_server(
     }
     starts = 0
 
-    def start(**settings_env: str) -> Server:
+    def start(workers: int | None = None, **settings_env: str) -> Server:
         nonlocal starts
         starts += 1
         port = free_port()
@@ -93,6 +97,8 @@ def start_server(
         # port; its own process group, killed whole.
         argv = gunicorn_command(get_settings(), APP, port)
         argv[argv.index("--bind") + 1] = f"127.0.0.1:{port}"
+        if workers is not None:
+            argv[argv.index("--workers") + 1] = str(workers)
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
                 argv,
@@ -134,9 +140,13 @@ class Client:
         return self._session().post(self.url + path, data=data, headers=all_headers, timeout=30)
 
     def count(self) -> int:
+        return int(self.health()["events"])
+
+    def health(self) -> dict[str, Any]:
         response = requests.get(f"{self.url}/healthz", timeout=10)
         assert response.status_code == 200, response.text
-        return int(response.json()["events"])
+        body: dict[str, Any] = response.json()
+        return body
 
     def all_events(self) -> list[dict[str, Any]]:
         events, cursor = [], None
@@ -257,6 +267,120 @@ def test_same_idempotency_key_over_http_stores_one_event(server: Server, api_key
     conflict = client.post("/events", {**GOOD, "user_id": "other"}, **headers)
     assert conflict.status_code == 409
     assert client.count() == 4
+
+
+# ---- group commit: concurrent writes share a transaction ------------------------------------
+
+
+@contextmanager
+def other_writer_holding_the_lock(tmp_path: Path) -> Iterator[None]:
+    """Hold the events database's write lock, as another worker mid-commit does."""
+    lock_path = tmp_path / "run" / "data" / "events" / "events.db.lock"
+    with lock_path.open("a+b") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(other, fcntl.LOCK_UN)
+
+
+def post_queued(
+    client: Client, pool: ThreadPoolExecutor, posts: list[tuple[str, Any, dict[str, str]]]
+) -> list[Future[requests.Response]]:
+    """Send each POST from a thread of its own, the next once the one worker holds it pending.
+
+    With the write lock held elsewhere, the first becomes the worker's leader and waits for it;
+    the others queue behind it in the order sent.
+    """
+    futures = []
+    for i, (path, body, headers) in enumerate(posts):
+        futures.append(pool.submit(client.post, path, body, **headers))
+        deadline = time.monotonic() + 30
+        while client.health()["writes_pending"] < i + 1:
+            assert time.monotonic() < deadline, f"POST {i} never reached the group commit"
+            assert not futures[-1].done(), futures[-1].result().text
+    return futures
+
+
+def test_concurrent_posts_share_commits_each_event_stored_once_in_commit_order(
+    start_server: Callable[..., Server], api_key: str, tmp_path: Path
+) -> None:
+    server = start_server(workers=1)  # one worker, so that every POST queues in the same group
+    client = client_for(server, api_key)
+    before = client.health()["commits"]
+    posts: list[tuple[str, Any, dict[str, str]]] = [
+        ("/events", {**GOOD, "user_id": f"user-{i}"}, {}) for i in range(12)
+    ]
+    posts.append(("/events/batch", {"events": [{**GOOD, "user_id": "b-0"}, GOOD]}, {}))
+    with ThreadPoolExecutor(max_workers=len(posts)) as pool:
+        with other_writer_holding_the_lock(tmp_path):
+            futures = post_queued(client, pool, posts)
+        responses = [f.result(timeout=30) for f in futures]
+    assert [r.status_code for r in responses] == [201] * len(posts), responses[0].text
+    # 13 requests, 2 fsynced transactions: the first alone, the 12 queued meanwhile together.
+    assert client.health()["commits"] - before == 2
+    answered = [r.json()["event"] for r in responses[:-1]] + responses[-1].json()["events"]
+    assert [e["user_id"] for e in answered] == [f"user-{i}" for i in range(12)] + ["b-0", "user-1"]
+    ids = [e["event_id"] for e in answered]
+    assert all(a < b for a, b in itertools.pairwise(ids))  # commit order, then queue order
+    assert client.all_events() == answered  # each stored once, as answered
+    for answer in answered:
+        one = requests.get(f"{server.url}/events/{answer['event_id']}", timeout=10)
+        assert one.json() == {"event": answer}
+
+
+def test_a_failed_shared_transaction_fails_every_post_in_it_and_stores_none(
+    start_server: Callable[..., Server], api_key: str, tmp_path: Path
+) -> None:
+    server = start_server(workers=1)
+    client = client_for(server, api_key)
+    before = client.health()["commits"]
+    # A storage failure in the middle of a shared transaction, as a broken disk would cause.
+    with sqlite3.connect(tmp_path / "run" / "data" / "events" / "events.db") as conn:
+        conn.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.user_id = 'poison' "
+            "BEGIN SELECT RAISE(ROLLBACK, 'poisoned'); END"
+        )
+    posts: list[tuple[str, Any, dict[str, str]]] = [
+        ("/events", {**GOOD, "user_id": user}, {}) for user in ("first", "u-1", "poison", "u-3")
+    ]
+    with ThreadPoolExecutor(max_workers=len(posts)) as pool:
+        with other_writer_holding_the_lock(tmp_path):
+            futures = post_queued(client, pool, posts)
+        responses = [f.result(timeout=30) for f in futures]
+    assert responses[0].status_code == 201
+    # u-1 was in the transaction before the poison, u-3 after it: all three fail, with a 503.
+    for response in responses[1:]:
+        assert response.status_code == 503, response.text
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["error"] == "unavailable"
+    assert [e["user_id"] for e in client.all_events()] == ["first"]
+    assert client.health()["commits"] - before == 1
+    assert client.post("/events", {**GOOD, "user_id": "after"}).status_code == 201
+
+
+def test_idempotent_copies_sharing_a_transaction_store_once_and_replay_the_first_answer(
+    start_server: Callable[..., Server], api_key: str, tmp_path: Path
+) -> None:
+    server = start_server(workers=1)
+    client = client_for(server, api_key)
+    keyed = {"Idempotency-Key": "checkout-7"}
+    posts: list[tuple[str, Any, dict[str, str]]] = [
+        ("/events", {**GOOD, "user_id": "first"}, {}),
+        ("/events", {**GOOD, "user_id": "u-7"}, keyed),
+        ("/events", {**GOOD, "user_id": "u-7"}, keyed),
+        ("/events", {**GOOD, "user_id": "someone-else"}, keyed),
+        ("/events", {**GOOD, "user_id": "u-7"}, keyed),
+    ]
+    with ThreadPoolExecutor(max_workers=len(posts)) as pool:
+        with other_writer_holding_the_lock(tmp_path):
+            futures = post_queued(client, pool, posts)
+        responses = [f.result(timeout=30) for f in futures]
+    assert [r.status_code for r in responses] == [201, 201, 200, 409, 200]
+    assert responses[2].json() == responses[4].json() == responses[1].json()
+    assert [e["user_id"] for e in client.all_events()] == ["first", "u-7"]
+    again = client.post("/events", {**GOOD, "user_id": "u-7"}, **keyed)
+    assert (again.status_code, again.json()) == (200, responses[1].json())
 
 
 def oversize_chunks() -> Iterator[bytes]:
