@@ -55,6 +55,7 @@ from machine import load_average
 from process_usage import UsageSampler
 from pymongo import MongoClient
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 
 from consumer.pipeline import sources_by_topic
 from db.schema import current_schema
@@ -225,7 +226,6 @@ def connect_trial(
 ) -> dict[str, float]:
     """The standalone worker with the MongoDB sink on the topics, into a fresh database."""
     db = client[name.replace("-", "_")]
-    prepare_sink_database(db)
     run = ConnectRun(
         name=name,
         collections={topics[c]: COLLECTION_OF[c] for c in topics},
@@ -236,19 +236,20 @@ def connect_trial(
         batch=batch,
     )
     admin = admin_client(settings)
-    ensure_topics(admin, [run.dead_letter_topic], 1, settings.kafka.replication_factor)
     worker_file = work_dir / f"{name}-worker.properties"
     connector_file = work_dir / f"{name}-connector.properties"
-    # Both hold a password (the admin's, maybe MongoDB's): owner only, in a 0700 temp dir.
-    for path, props in (
-        (worker_file, worker_properties(settings, run)),
-        (connector_file, connector_properties(settings, run)),
-    ):
-        path.touch(mode=0o600)
-        path.write_text(render_properties(props))
-    argv = worker_command(connect_libs(settings), LOG4J2_CONFIG, worker_file, connector_file)
     watermarks, dead_letters = dead_letter_counter(settings, run.dead_letter_topic)
     try:
+        prepare_sink_database(db)
+        ensure_topics(admin, [run.dead_letter_topic], 1, settings.kafka.replication_factor)
+        # Both hold a password (the admin's, maybe MongoDB's): owner only, in a 0700 temp dir.
+        for path, props in (
+            (worker_file, worker_properties(settings, run)),
+            (connector_file, connector_properties(settings, run)),
+        ):
+            path.touch(mode=0o600)
+            path.write_text(render_properties(props))
+        argv = worker_command(connect_libs(settings), LOG4J2_CONFIG, worker_file, connector_file)
         figures = run_trial(
             argv,
             dict(os.environ),
@@ -330,6 +331,7 @@ def measure(
     headwater: list[dict[str, float]] = []
     connect: list[dict[str, float]] = []
     groups: list[str] = []
+    failed: list[str] = []
     try:
         produce_s = produce_once(settings, workload, topics, name)
         log.info("connect bench produced messages=%d seconds=%.1f", workload.messages, produce_s)
@@ -337,10 +339,11 @@ def measure(
             for i in range(trials):
                 trial = f"{name}-hw{i}"
                 groups.append(f"{settings.kafka.consumer_group}-{trial}")
-                headwater.append(headwater_trial(client, settings, workload, topics, trial))
-                log.info("connect bench trial=%d headwater %s", i, _brief(headwater[-1]))
-                connect.append(
-                    connect_trial(
+                # A pair counts only whole: a failed trial is recorded and the next pair runs.
+                try:
+                    ours = headwater_trial(client, settings, workload, topics, trial)
+                    log.info("connect bench trial=%d headwater %s", i, _brief(ours))
+                    theirs = connect_trial(
                         client,
                         settings,
                         topics,
@@ -350,8 +353,15 @@ def measure(
                         work_dir,
                         batch,
                     )
-                )
-                log.info("connect bench trial=%d connect %s", i, _brief(connect[-1]))
+                    log.info("connect bench trial=%d connect %s", i, _brief(theirs))
+                except (RuntimeError, PyMongoError, KafkaException) as exc:
+                    log.exception("connect bench trial=%d failed", i)
+                    failed.append(f"pair {i}: {type(exc).__name__}: {exc}")
+                    continue
+                headwater.append(ours)
+                connect.append(theirs)
+        if not headwater:
+            raise RuntimeError("no pair of trials completed: " + "; ".join(failed))
     finally:
         delete_topics(admin, list(topics.values()))
         if groups:
@@ -374,6 +384,7 @@ def measure(
             "tasks": 1,
             "poll_records": batch,
         },
+        "failed_trials": failed,
         **summarise(headwater, connect),
     }
 
