@@ -238,3 +238,11 @@ def test_table_gives_the_verdict_of_a_reliable_ratio():
     assert rows[1][4] == "missed"
     assert rows[0][4] == "1.071"
     assert rows[-1][2] == "-"
+
+
+def test_chart_draws_the_connect_part(tmp_path):
+    from bench.chart import write_chart
+
+    path = tmp_path / "chart.png"
+    write_chart({"connect": summarise(HEADWATER, CONNECT)}, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
