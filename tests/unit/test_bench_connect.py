@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.chart import write_chart
 from bench.connect_config import (
     CLIENT_PREFIXES,
     HOIST_KEY,
@@ -241,8 +242,6 @@ def test_table_gives_the_verdict_of_a_reliable_ratio():
 
 
 def test_chart_draws_the_connect_part(tmp_path):
-    from bench.chart import write_chart
-
     path = tmp_path / "chart.png"
     write_chart({"connect": summarise(HEADWATER, CONNECT)}, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
