@@ -26,7 +26,8 @@ help:
 	@echo "make status   services and health checks;  make logs: follow every log;  make down: stop"
 	@echo "make mongosh  a MongoDB shell on the pipeline's database"
 	@echo "make lint     ruff;  make lock: re-resolve requirements.lock from requirements.in"
-	@echo "make bench    consumer, producer, end-to-end, events-API and store-at-scale figures"
+	@echo "make bench    consumer, producer, end-to-end, events-API, store-at-scale figures and"
+	@echo "              the consumer against Kafka Connect's MongoDB sink"
 	@echo "              (sizes: make bench BENCH_ARGS=\"--store-docs 200000\"; see bench/run.py --help)"
 
 install: $(STAMP_VENV) $(STAMP_KAFKA) $(STAMP_MONGO) $(STAMP_SH) $(CHROMIUM) $(POSTGRES)
