@@ -11,6 +11,7 @@ UV_VERSION := 0.13.8
 
 STAMP_VENV  := $(VENV)/.synced
 STAMP_KAFKA := $(CACHE)/kafka/.resolved
+STAMP_CONNECT := $(CACHE)/connect/.resolved
 STAMP_MONGO := $(CACHE)/mongo-server/.built
 STAMP_SH    := infra/mongosh/node_modules/.installed
 CHROMIUM    := /usr/bin/chromium
@@ -25,7 +26,8 @@ help:
 	@echo "make status   services and health checks;  make logs: follow every log;  make down: stop"
 	@echo "make mongosh  a MongoDB shell on the pipeline's database"
 	@echo "make lint     ruff;  make lock: re-resolve requirements.lock from requirements.in"
-	@echo "make bench    consumer, producer, end-to-end, events-API, slow-client, store-at-scale and SASL figures"
+	@echo "make bench    consumer, producer, end-to-end, events-API, slow-client, store-at-scale and SASL"
+	@echo "              figures, and the consumer against Kafka Connect's MongoDB sink"
 	@echo "              (sizes: make bench BENCH_ARGS=\"--store-docs 200000\"; see bench/run.py --help)"
 
 install: $(STAMP_VENV) $(STAMP_KAFKA) $(STAMP_MONGO) $(STAMP_SH) $(CHROMIUM) $(POSTGRES)
@@ -42,6 +44,14 @@ $(STAMP_VENV): requirements.lock pyproject.toml
 $(STAMP_KAFKA): infra/kafka/pom.xml
 	rm -rf $(CACHE)/kafka/libs
 	mvn -q -B -f infra/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CACHE)/kafka/libs
+	@touch $@
+
+# Kafka Connect and the MongoDB sink connector, resolved by Maven like the broker: only the bench's
+# `connect` part runs them (the peer Headwater's consumer is measured against), so `install` and
+# `make test` never fetch them.
+$(STAMP_CONNECT): infra/connect/pom.xml
+	rm -rf $(CACHE)/connect/libs
+	mvn -q -B -f infra/connect/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CACHE)/connect/libs
 	@touch $@
 
 # The embedded MongoDB-wire server (see infra/mongo-server/README.md for why not FerretDB).
@@ -108,7 +118,7 @@ lock:
 # run or its target: writes bench/results/latest.json and latest.png and prints the table
 # (bench/run.py). BENCH_ARGS passes sizes, e.g. BENCH_ARGS="--store-docs 200000".
 BENCH_ARGS ?=
-bench: up
+bench: up $(STAMP_CONNECT)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean: down

@@ -121,6 +121,34 @@ def _store(ax: Axes, part: dict[str, Any]) -> None:
     ax.set_title(f"Store at {part['readings']:,} readings (dashed: target)", fontsize=10)
 
 
+def _connect(ax: Axes, part: dict[str, Any]) -> None:
+    hw, cn = part["headwater"], part["connect"]
+    _bars(
+        ax,
+        [
+            "consumer\nsustained",
+            "Connect\nsustained",
+            "consumer\nwith start",
+            "Connect\nwith start",
+        ],
+        [
+            hw["sustained_docs_per_s"]["median"],
+            cn["sustained_docs_per_s"]["median"],
+            hw["including_start_docs_per_s"]["median"],
+            cn["including_start_docs_per_s"]["median"],
+        ],
+        [MEASURED, CEILING, MEASURED, CEILING],
+        "documents/s (median)",
+    )
+    sustained = part["ratio"]["sustained_docs_per_s"]
+    mark = ", UNRELIABLE" if sustained["unreliable"] else ""
+    ax.set_title(
+        f"Consumer vs Kafka Connect's MongoDB sink (ratio {sustained['median']:.2f}{mark}, "
+        f"n={sustained['n']})",
+        fontsize=10,
+    )
+
+
 def write_chart(result: dict[str, Any], path: Path) -> None:
     """Draw every part present in `result` into one PNG at `path`."""
     panels = [
@@ -132,6 +160,7 @@ def write_chart(result: dict[str, Any], path: Path) -> None:
             ("flask", _flask),
             ("slow_clients", _slow_clients),
             ("store", _store),
+            ("connect", _connect),
         )
         if result.get(key) and "error" not in result[key]
     ]

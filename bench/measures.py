@@ -104,3 +104,35 @@ def spread_summary(values: Sequence[float], ndigits: int = 3) -> dict[str, float
         "min": round(min(values), ndigits),
         "max": round(max(values), ndigits),
     }
+
+
+# A ratio whose trials spread more than this either side of their median says nothing a rerun
+# could not overturn (issue 13): it is reported, marked unreliable.
+UNRELIABLE_SPREAD = 0.15
+
+
+def relative_spread(values: Sequence[float]) -> float:
+    """How far the values reach from their median, as a share of it: the larger of
+    max/median - 1 and 1 - min/median (0.15 means the runs stayed within ±15 %).
+
+    ValueError for no values or a median that is not positive (no share of it means anything).
+    """
+    if not values:
+        raise ValueError("spread of no values")
+    median = percentile(values, 50.0)
+    if median <= 0:
+        raise ValueError(f"relative spread around a non-positive median: {median}")
+    return max(max(values) / median - 1.0, 1.0 - min(values) / median)
+
+
+def ratio_summary(
+    ratios: Sequence[float], limit: float = UNRELIABLE_SPREAD, ndigits: int = 3
+) -> dict[str, float | int | bool]:
+    """The spread summary of per-trial ratios, their relative spread, and whether it exceeds
+    `limit` (the ratio is then `unreliable`)."""
+    spread = relative_spread(ratios)
+    return {
+        **spread_summary(ratios, ndigits),
+        "spread": round(spread, 3),
+        "unreliable": spread > limit,
+    }

@@ -353,6 +353,84 @@ def sasl_rows(part: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def fmt_checked_ratio(summary: dict[str, Any] | None) -> str:
+    """The median of a ratio summary, marked when its trials spread beyond the limit."""
+    if not summary or not summary.get("n"):
+        return "-"
+    text = fmt_ratio(summary["median"])
+    return f"{text} UNRELIABLE" if summary.get("unreliable") else text
+
+
+def _pair_spread(summary: dict[str, Any]) -> str:
+    """'median (min-max, n=5), ±12 %' of the per-pair ratios."""
+    return f"{fmt_spread(summary, '.3f')}, ±{summary['spread'] * 100:.0f} %"
+
+
+def connect_rows(part: dict[str, Any]) -> list[Row]:
+    """Headwater's consumer beside Kafka Connect's MongoDB sink on the same records: both rates,
+    the ratio of each interleaved pair, and what each process cost."""
+    hw, cn, ratios = part["headwater"], part["connect"], part["ratio"]
+    sustained = ratios["sustained_docs_per_s"]
+    with_start = ratios["including_start_docs_per_s"]
+    costs = ("wall_s", "cpu_s", "peak_rss_mib")
+
+    def cost(system: dict[str, Any]) -> str:
+        return " / ".join(f"{system[k]['median']:,.1f}" for k in costs)
+
+    load = part.get("load_average_at_start") or []
+    return [
+        (
+            "connect",
+            "docs/s sustained, consumer vs Kafka Connect's MongoDB sink",
+            fmt_spread(hw["sustained_docs_per_s"]),
+            f"Connect {fmt_spread(cn['sustained_docs_per_s'])}",
+            fmt_checked_ratio(sustained),
+        ),
+        (
+            "connect",
+            f"  consumer ÷ Connect per pair, sustained (target >= {part['target']:g})",
+            _pair_spread(sustained),
+            "",
+            "UNRELIABLE" if sustained["unreliable"] else part["verdict"],
+        ),
+        (
+            "connect",
+            "  docs/s including start-up (process start -> last doc)",
+            fmt_spread(hw["including_start_docs_per_s"]),
+            f"Connect {fmt_spread(cn['including_start_docs_per_s'])}",
+            fmt_checked_ratio(with_start),
+        ),
+        (
+            "connect",
+            "  consumer ÷ Connect per pair, including start-up",
+            _pair_spread(with_start),
+            "",
+            "",
+        ),
+        (
+            "connect",
+            "  start-up s (process start -> first doc)",
+            fmt_spread(hw["startup_s"], ".1f"),
+            f"Connect {fmt_spread(cn['startup_s'], '.1f')}",
+            "",
+        ),
+        (
+            "connect",
+            "  wall s / CPU s / peak RSS MiB, medians",
+            cost(hw),
+            f"Connect {cost(cn)}",
+            "",
+        ),
+        (
+            "connect",
+            "  load average (1/5/15 min) when the part started",
+            " / ".join(f"{x:.2f}" for x in load) or "-",
+            "",
+            "",
+        ),
+    ]
+
+
 def summary_rows(result: dict[str, Any]) -> list[Row]:
     """The table rows of every part present in a bench result."""
     rows: list[Row] = []
@@ -364,6 +442,7 @@ def summary_rows(result: dict[str, Any]) -> list[Row]:
         ("slow_clients", slow_clients_rows),
         ("store", store_rows),
         ("sasl", sasl_rows),
+        ("connect", connect_rows),
     ):
         part = result.get(key)
         if part and "error" not in part:

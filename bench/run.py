@@ -1,16 +1,19 @@
 """`make bench`: every benchmark on the running stack, each figure against its ceiling.
 
-    python bench/run.py [--only consumer producer end_to_end flask slow_clients store sasl] [sizes]
+    python bench/run.py [--only consumer producer end_to_end flask slow_clients store sasl connect]
+                        [sizes]
 
-Runs the parts in order (consumer, producer, end to end, flask, slow clients, store at scale, and
-the cost of SASL on Kafka's clients), writes bench/results/latest.json (consumer_ratio,
-producer_ratio, every part's raw figures and the machine) and bench/results/latest.png (a copy of
-the JSON goes to bench/results/history/), and prints the summary table. A subset (--only) writes
-bench/results/partial-<parts>.json/.png instead, leaving the last full run in place. The
-slow-clients part starts its own events API, the sasl part its own throwaway Kafka and, with
---flask-own-api, the flask part its own events APIs: alone they need no running stack. Each part
-first waits (bounded) for the cores to be mostly idle and records how busy they were. A part that
-fails is recorded with its error and the others still run; the exit status is then 1.
+Runs the parts in order (consumer, producer, end to end, flask, slow clients, store at scale, the
+cost of SASL on Kafka's clients, and the consumer against Kafka Connect's MongoDB sink), writes
+bench/results/latest.json (consumer_ratio, producer_ratio, every part's raw figures and the
+machine) and bench/results/latest.png (a copy of the JSON goes to bench/results/history/), and
+prints the summary table. A subset (--only) writes bench/results/partial-<parts>.json/.png
+instead, leaving the last full run in place. The slow-clients part starts its own events API, the
+sasl part its own throwaway Kafka and, with --flask-own-api, the flask part its own events APIs:
+alone they need no running stack. The connect part runs Kafka Connect from .cache/connect
+(`make bench` resolves it) on the running stack. Each part first waits (bounded) for the cores to
+be mostly idle and records how busy they were. A part that fails is recorded with its error and
+the others still run; the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import connect_bench
 import consumer_bench
 import e2e_bench
 import flask_bench
@@ -41,7 +45,16 @@ from headwater.settings import REPO_ROOT, Settings, get_settings
 
 log = logging.getLogger("bench.run")
 
-PARTS = ("consumer", "producer", "end_to_end", "flask", "slow_clients", "store", "sasl")
+PARTS = (
+    "consumer",
+    "producer",
+    "end_to_end",
+    "flask",
+    "slow_clients",
+    "store",
+    "sasl",
+    "connect",
+)
 # Parts that start what they measure themselves: a run of only these needs no stack.
 SELF_CONTAINED = frozenset({"slow_clients", "sasl"})
 
@@ -83,6 +96,12 @@ def part_runners(args: argparse.Namespace) -> dict[str, Callable[[Settings], dic
         "store": lambda s: store_bench.measure_from_args(s, args),
         "sasl": lambda s: sasl_bench.measure(
             s, messages=args.sasl_messages, trials=args.sasl_trials, connects=args.sasl_connects
+        ),
+        "connect": lambda s: connect_bench.measure(
+            s,
+            messages=args.connect_messages,
+            events_share=args.events_share,
+            trials=args.connect_trials,
         ),
     }
 
@@ -201,6 +220,12 @@ def main() -> int:
     parser.add_argument("--sasl-messages", type=int, default=200_000, help="sasl: per trial")
     parser.add_argument("--sasl-trials", type=int, default=6, help="sasl: interleaved pairs")
     parser.add_argument("--sasl-connects", type=int, default=10, help="sasl: clients per trial")
+    parser.add_argument(
+        "--connect-messages", type=int, default=60_000, help="connect: records each trial reads"
+    )
+    parser.add_argument(
+        "--connect-trials", type=int, default=5, help="connect: interleaved pairs of trials"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
