@@ -66,29 +66,14 @@ def sustained_rate(samples: Sequence[tuple[float, int]]) -> float:
     return rate(n1 - n0, t1 - t0)
 
 
-# A ratio whose pairs stray further than this from their median is marked unreliable.
-RELIABLE_SPREAD = 0.15
-
-
 def paired_ratios(figures: Sequence[float], ceilings: Sequence[float], ndigits: int = 3) -> dict:
-    """The ratio figure ÷ ceiling of interleaved trials, pair by pair, as a spread summary plus
-    `spread` (the widest distance of a pair's ratio from the median, as a share of it) and
-    `unreliable` (spread > RELIABLE_SPREAD: on a shared machine the pairs disagree too much for
-    the median to say whether a change helped)."""
+    """ratio_summary of figure ÷ ceiling over interleaved trials, pair by pair, with the pairs."""
     if len(figures) != len(ceilings) or not figures:
         raise ValueError("need as many figures as ceilings, at least one of each")
     ratios = [f / c for f, c in zip(figures, ceilings, strict=True) if c]
     if not ratios:
         raise ValueError("every ceiling was zero")
-    summary: dict = {
-        **spread_summary(ratios, ndigits),
-        "pairs": [round(r, ndigits) for r in ratios],
-    }
-    median = percentile(ratios, 50.0)
-    spread = max(abs(r - median) for r in ratios) / median if median else float("inf")
-    summary["spread"] = round(spread, ndigits)
-    summary["unreliable"] = spread > RELIABLE_SPREAD
-    return summary
+    return {**ratio_summary(ratios, ndigits=ndigits), "pairs": [round(r, ndigits) for r in ratios]}
 
 
 def spread_summary(values: Sequence[float], ndigits: int = 3) -> dict[str, float | int]:
