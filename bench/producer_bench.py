@@ -13,8 +13,10 @@
 4. matched ceiling: the same tool with the pipeline's real values as its payload file (random
    letters barely compress with lz4, JSON readings do) and librdkafka's batch size (1 MB), i.e.
    as close to what the project's producer sends as the tool gets.
-producer_ratio = pipeline records/s ÷ perf-tool records/s (3). Prints one JSON object; the scratch
-topic is deleted at the end.
+producer_ratio = pipeline records/s ÷ perf-tool records/s (3); overlap_ratio = pipeline records/s ÷
+the slower of pull only and produce only (1.0: the pipeline is as fast as its slower half, i.e. the
+pull and the produce fully overlap; taking turns gives about 0.5 when the halves are equal).
+Prints one JSON object; the scratch topic is deleted at the end.
 """
 
 from __future__ import annotations
@@ -146,6 +148,7 @@ def measure(settings: Settings, records: int = 60_000) -> dict[str, Any]:
 
     pipeline_rate = rate(pipeline.produced, pipeline_s)
     produce_rate = rate(only.produced, produce_s)
+    pull_rate = rate(len(pulled), pull_s)
     perf_rate = (perf_before.records_per_s + perf_after.records_per_s) / 2
     return {
         "topic": {
@@ -165,7 +168,7 @@ def measure(settings: Settings, records: int = 60_000) -> dict[str, Any]:
             "seconds": round(pipeline_s, 3),
         },
         "pull_only": {
-            "records_per_s": round(rate(len(pulled), pull_s), 1),
+            "records_per_s": round(pull_rate, 1),
             "seconds": round(pull_s, 3),
         },
         "produce_only": {
@@ -185,6 +188,7 @@ def measure(settings: Settings, records: int = 60_000) -> dict[str, Any]:
             "props": matched_props,
         },
         "producer_ratio": ratio(pipeline_rate, perf_rate),
+        "overlap_ratio": ratio(pipeline_rate, min(pull_rate, produce_rate)),
         "produce_only_ratio": ratio(produce_rate, perf_rate),
         "producer_ratio_vs_matched": ratio(pipeline_rate, matched.records_per_s),
         "produce_only_ratio_vs_matched": ratio(produce_rate, matched.records_per_s),
