@@ -61,8 +61,9 @@ class Prefetcher(Generic[T]):
 
     def _fetch(self) -> None:
         end = _End()
-        iterator = iter(self._source)
+        iterator: Iterator[T] | None = None
         try:
+            iterator = iter(self._source)
             while True:
                 self._permits.acquire()
                 if self._stop.is_set():
@@ -79,7 +80,7 @@ class Prefetcher(Generic[T]):
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, who re-raises it
             end = _End(exc)
         finally:
-            close = getattr(iterator, "close", None)
+            close = getattr(iterator, "close", None)  # a generator: run its finally here
             if close is not None:
                 try:
                     close()
