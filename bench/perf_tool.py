@@ -95,9 +95,14 @@ def perf_tool_command(
     props: dict[str, str],
     record_size: int | None = None,
     payload_file: Path | None = None,
+    config_file: Path | None = None,
     heap: str = "256m",
 ) -> list[str]:
-    """argv of one unthrottled run: random payloads of `record_size` bytes, or a payload file."""
+    """argv of one unthrottled run: random payloads of `record_size` bytes, or a payload file.
+
+    `config_file` (a properties file, see `properties_text`) carries what `--command-property`
+    cannot: the tool splits each of those at every '=', so a sasl.jaas.config is refused there.
+    """
     if (record_size is None) == (payload_file is None):
         raise ValueError("give exactly one of record_size and payload_file")
     if num_records < 1:
@@ -122,6 +127,11 @@ def perf_tool_command(
         *payload,
         "--throughput",
         "-1",
-        "--command-property",
-        *(f"{k}={v}" for k, v in props.items()),
+        *(["--command-config", str(config_file)] if config_file is not None else []),
+        *(["--command-property", *(f"{k}={v}" for k, v in props.items())] if props else []),
     ]
+
+
+def properties_text(props: dict[str, str]) -> str:
+    """A Java properties file holding `props` (values kept verbatim: quotes, spaces, '=')."""
+    return "".join(f"{key}={value}\n" for key, value in props.items())

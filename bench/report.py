@@ -82,6 +82,17 @@ def producer_rows(part: dict[str, Any]) -> list[Row]:
             "",
         ),
     ]
+    if part.get("overlap_ratio") is not None:
+        slower = min(part["pull_only"]["records_per_s"], part["produce_only"]["records_per_s"])
+        rows.append(
+            (
+                "producer",
+                "  pull + produce vs the slower half (pull and produce overlap)",
+                fmt_rate(part["pipeline"]["records_per_s"]),
+                f"slower half {fmt_rate(slower)}",
+                fmt_ratio(part["overlap_ratio"]),
+            )
+        )
     matched = part.get("perf_tool_matched")
     if matched:
         matched_ceiling = f"matched perf tool {fmt_rate(matched['records_per_s'])}"

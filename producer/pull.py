@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -18,6 +18,7 @@ from tenacity.wait import wait_base
 from headwater import clients
 from headwater.settings import Settings
 from headwater.sources import Source, get_path, in_window, parse_time, window_params
+from producer.prefetch import Prefetcher
 
 log = logging.getLogger(__name__)
 
@@ -238,26 +239,22 @@ def _get_page(
     return retrying(_get_once, session, url, params, headers, policy)
 
 
-def pull(
+def fetch_pages(
     source: Source,
     since: datetime,
     until: datetime,
     settings: Settings,
     *,
     session: requests.Session | None = None,
-    policy: RetryPolicy | None = None,
-    stats: PullStats | None = None,
+    policy: RetryPolicy,
+    stats: PullStats,
     sleep: Callable[[float], None] = time.sleep,
-) -> Iterator[dict[str, Any]]:
-    """Yield every record of [since, until) from `source`, following its pagination.
+) -> Iterator[list[Any]]:
+    """Yield the records of each page of [since, until) as the source sent them, in order.
 
-    Records whose event time the source put outside the window are counted and left out; a record
-    whose event time cannot be read is still yielded, so the consumer can quarantine it visibly.
+    Retries are counted in `stats` here; pages and records are counted by `window_records`, as
+    the consumer takes them.
     """
-    if until <= since:
-        raise ValueError(f"empty or inverted window: {since} .. {until}")
-    policy = policy or RetryPolicy()
-    stats = stats if stats is not None else PullStats()
     session = session or requests.Session()
     url = source.url(settings)
     headers = {"Accept": "application/json", **auth_headers(source)}
@@ -268,6 +265,26 @@ def pull(
         params = page_params(source, since, until, cursor, page)
         body = _get_page(session, url, params, headers, policy, stats, sleep)
         records, next_cursor = extract_page(source, body)
+        yield records
+        if not has_more(source, records, next_cursor):
+            return
+        if next_cursor is not None:
+            if next_cursor in seen_cursors:
+                raise SourceError(f"source {source.name}: cursor repeated, the source is looping")
+            seen_cursors.add(next_cursor)
+        cursor = next_cursor
+        page += 1
+
+
+def window_records(
+    source: Source,
+    pages: Iterable[list[Any]],
+    since: datetime,
+    until: datetime,
+    stats: PullStats,
+) -> Iterator[Any]:
+    """Yield the records of `pages` that lie in [since, until), counting pages and records."""
+    for records in pages:
         stats.pages += 1
         for record in records:
             moment = event_time(source, record)
@@ -278,14 +295,67 @@ def pull(
                 stats.last_event_time = moment
             stats.records += 1
             yield record
-        if not has_more(source, records, next_cursor):
-            break
-        if next_cursor is not None:
-            if next_cursor in seen_cursors:
-                raise SourceError(f"source {source.name}: cursor repeated, the source is looping")
-            seen_cursors.add(next_cursor)
-        cursor = next_cursor
-        page += 1
+
+
+def pull(
+    source: Source,
+    since: datetime,
+    until: datetime,
+    settings: Settings,
+    *,
+    session: requests.Session | None = None,
+    policy: RetryPolicy | None = None,
+    stats: PullStats | None = None,
+    sleep: Callable[[float], None] | None = None,
+    prefetch: int = 0,
+) -> Iterator[dict[str, Any]]:
+    """Yield every record of [since, until) from `source`, following its pagination.
+
+    Records whose event time the source put outside the window are counted and left out; a record
+    whose event time cannot be read is still yielded, so the consumer can quarantine it visibly.
+    With `prefetch` > 0 a background thread fetches up to that many pages ahead of the records
+    yielded (so the caller's work on one page overlaps the fetch of the next); closing this
+    generator stops that thread.
+    """
+    if until <= since:
+        raise ValueError(f"empty or inverted window: {since} .. {until}")
+    policy = policy or RetryPolicy()
+    stats = stats if stats is not None else PullStats()
+    if prefetch <= 0:
+        pages = fetch_pages(
+            source,
+            since,
+            until,
+            settings,
+            session=session,
+            policy=policy,
+            stats=stats,
+            sleep=sleep or time.sleep,
+        )
+        yield from window_records(source, pages, since, until, stats)
+    else:
+        ahead: Prefetcher[list[Any]]
+
+        def wait(seconds: float) -> None:
+            # A retry's wait ends early when the run stops (produce failed): no lingering thread.
+            ahead.sleep(seconds)
+
+        pages = fetch_pages(
+            source,
+            since,
+            until,
+            settings,
+            session=session,
+            policy=policy,
+            stats=stats,
+            sleep=sleep or wait,
+        )
+        # Bounded by the longest a page request can take once started (then the thread sees
+        # the stop); a wait between attempts is cut short by `wait` above.
+        join_s = policy.connect_timeout_s + policy.read_timeout_s + 1.0
+        ahead = Prefetcher(pages, prefetch, name=f"pull-{source.name}", join_timeout_s=join_s)
+        with ahead:
+            yield from window_records(source, ahead, since, until, stats)
     log.info(
         "pull done source=%s since=%s until=%s records=%d pages=%d retries=%d outside_window=%d",
         source.name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import closing
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,9 @@ from producer.pull import PullStats, RetryPolicy, pull
 
 log = logging.getLogger(__name__)
 
+# Pages fetched ahead of the produce: the next pages download while the current one is produced,
+# and a run never holds more than this many pages (plus the one being produced) in memory.
+PREFETCH_PAGES = 2
 # How long reconcile waits for the consumer to store a window before it fails the run.
 RECONCILE_TIMEOUT_S = 180.0
 
@@ -45,17 +49,22 @@ def ingest_window(
         until.isoformat(),
         run_id,
     )
-    records = pull(source, since, until, settings, policy=policy, stats=stats)
     on_record = (lambda n: progress(n, stats)) if progress is not None else None
-    return produce(
-        records,
-        source,
-        config,
-        since=since,
-        until=until,
-        run_id=run_id,
-        progress=on_record,
+    records = pull(
+        source, since, until, settings, policy=policy, stats=stats, prefetch=PREFETCH_PAGES
     )
+    # Closed explicitly, not whenever the generator is collected: if the produce fails, the
+    # pulling thread stops now instead of fetching on.
+    with closing(records):
+        return produce(
+            records,
+            source,
+            config,
+            since=since,
+            until=until,
+            run_id=run_id,
+            progress=on_record,
+        )
 
 
 def ingest_run(

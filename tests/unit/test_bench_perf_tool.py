@@ -12,6 +12,7 @@ from bench.perf_tool import (
     parse_summary,
     perf_tool_command,
     perf_tool_props,
+    properties_text,
 )
 
 OUTPUT = """\
@@ -116,3 +117,24 @@ def test_command_needs_exactly_one_payload_kind(record_size, payload_file):
             record_size=record_size,
             payload_file=payload_file,
         )
+
+
+def test_a_jaas_config_goes_in_a_properties_file_verbatim_not_on_the_command_line():
+    jaas = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        'username="u" password="p=1";'
+    )
+    text = properties_text({"sasl.mechanism": "SCRAM-SHA-512", "sasl.jaas.config": jaas})
+    assert text == f"sasl.mechanism=SCRAM-SHA-512\nsasl.jaas.config={jaas}\n"
+    argv = perf_tool_command(
+        java="java",
+        libs_dir=Path("/libs"),
+        bootstrap_servers="b:1",
+        topic="t",
+        num_records=5,
+        props={},
+        record_size=10,
+        config_file=Path("/tmp/producer.properties"),
+    )
+    assert argv[-2:] == ["--command-config", "/tmp/producer.properties"]
+    assert "--command-property" not in argv

@@ -56,6 +56,15 @@ def test_every_part_gets_rows_with_its_figure_and_ceiling():
     assert any("2 errors" in r[1] for r in rows)
 
 
+def test_the_overlap_row_compares_pull_and_produce_with_the_slower_half():
+    part = {**RESULT["producer"], "overlap_ratio": 0.417}
+    rows = summary_rows({"producer": part})
+    overlap = next(r for r in rows if "slower half" in r[1])
+    assert overlap[2:] == ("5,000", "slower half 12,000", "0.417")
+    # Results from before the overlap figure existed still print, without that row.
+    assert not any("slower half" in r[1] for r in summary_rows({"producer": RESULT["producer"]}))
+
+
 def test_a_failed_or_missing_part_is_left_out_of_the_table():
     rows = summary_rows({"consumer": {"error": "RuntimeError: boom"}, "flask": RESULT["flask"]})
     assert {r[0] for r in rows} == {"flask"}

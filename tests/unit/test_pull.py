@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -282,3 +283,74 @@ def test_values_are_byte_stable_and_headers_name_the_run() -> None:
         "window_end": b"2026-11-23T09:10:00Z",
         "run_id": b"run-1",
     }
+
+
+def _pages_with_a_retry() -> list[Any]:
+    return [
+        FakeResponse(200, {"records": [_rec(1), _rec(2, -1)], "next_cursor": "c1"}),
+        FakeResponse(503, "busy"),
+        FakeResponse(429, "slow down", {"Retry-After": "2"}),
+        FakeResponse(200, {"records": [_rec(3), _rec(4)], "next_cursor": "c2"}),
+        FakeResponse(200, {"records": [_rec(5, 10)], "next_cursor": None}),
+    ]
+
+
+def test_a_prefetched_pull_yields_the_same_records_waits_and_stats() -> None:
+    outcomes = []
+    for prefetch in (0, 2):
+        stats, sleeps = PullStats(), []
+        session = FakeSession(_pages_with_a_retry())
+        records = pull(
+            _source(),
+            T0,
+            T1,
+            Settings(),
+            session=session,  # type: ignore[arg-type]
+            policy=FAST,
+            stats=stats,
+            sleep=sleeps.append,
+            prefetch=prefetch,
+        )
+        outcomes.append(([r["id"] for r in records], sleeps, stats, session.requests))
+    assert outcomes[0] == outcomes[1]
+    ids, sleeps, stats, _ = outcomes[1]
+    assert ids == [1, 3, 4]
+    assert sleeps == [0.01, 2.0]
+    assert (stats.pages, stats.records, stats.outside_window, stats.retries) == (3, 3, 2, 2)
+
+
+def test_a_prefetched_pull_raises_the_source_error_after_the_records_before_it() -> None:
+    session = FakeSession(
+        [
+            FakeResponse(200, {"records": [_rec(1)], "next_cursor": "c1"}),
+            FakeResponse(200, {"records": [_rec(2)], "next_cursor": "c2"}),
+            FakeResponse(400, {"error": "bad_parameter"}),
+        ]
+    )
+    got: list[int] = []
+    records = pull(_source(), T0, T1, Settings(), session=session, policy=FAST, prefetch=2)  # type: ignore[arg-type]
+    with pytest.raises(SourceError, match="HTTP 400"):
+        for record in records:
+            got.append(record["id"])
+    assert got == [1, 2]
+
+
+class EndlessSession:
+    """A source whose every page has a next cursor: only closing the pull ends it."""
+
+    def __init__(self) -> None:
+        self.served = 0
+
+    def get(self, url: str, params: dict, headers: dict, timeout: Any) -> FakeResponse:
+        self.served += 1
+        return FakeResponse(200, {"records": [_rec(self.served)], "next_cursor": f"c{self.served}"})
+
+
+def test_closing_a_prefetched_pull_stops_its_thread() -> None:
+    before = set(threading.enumerate())
+    session = EndlessSession()
+    records = pull(_source(), T0, T1, Settings(), session=session, policy=FAST, prefetch=2)  # type: ignore[arg-type]
+    assert next(records)["id"] == 1
+    records.close()
+    assert set(threading.enumerate()) - before == set()
+    assert session.served <= 1 + 2  # the page taken and at most two ahead
