@@ -194,14 +194,14 @@ def measure(settings: Settings, records: int = 60_000) -> dict[str, Any]:
         "perf_tool": {
             "records_per_s": round(perf_rate, 1),
             "record_size": round(avg_message),
-            "props": props,
+            "props": redact_config(props),
             "before": perf_before.as_dict(),
             "after": perf_after.as_dict(),
         },
         "perf_tool_matched": {
             **matched.as_dict(),
             "payload": "the pipeline's values",
-            "props": matched_props,
+            "props": redact_config(matched_props),
         },
         "producer_ratio": ratio(pipeline_rate, perf_rate),
         "overlap_ratio": ratio(pipeline_rate, min(pull_rate, produce_rate)),
