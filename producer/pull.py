@@ -321,35 +321,25 @@ def pull(
         raise ValueError(f"empty or inverted window: {since} .. {until}")
     policy = policy or RetryPolicy()
     stats = stats if stats is not None else PullStats()
+    ahead: Prefetcher[list[Any]]
+
+    def wait(seconds: float) -> None:
+        # A retry's wait ends early when the run stops (produce failed): no lingering thread.
+        ahead.sleep(seconds)
+
+    pages = fetch_pages(
+        source,
+        since,
+        until,
+        settings,
+        session=session,
+        policy=policy,
+        stats=stats,
+        sleep=sleep or (wait if prefetch > 0 else time.sleep),
+    )
     if prefetch <= 0:
-        pages = fetch_pages(
-            source,
-            since,
-            until,
-            settings,
-            session=session,
-            policy=policy,
-            stats=stats,
-            sleep=sleep or time.sleep,
-        )
         yield from window_records(source, pages, since, until, stats)
     else:
-        ahead: Prefetcher[list[Any]]
-
-        def wait(seconds: float) -> None:
-            # A retry's wait ends early when the run stops (produce failed): no lingering thread.
-            ahead.sleep(seconds)
-
-        pages = fetch_pages(
-            source,
-            since,
-            until,
-            settings,
-            session=session,
-            policy=policy,
-            stats=stats,
-            sleep=sleep or wait,
-        )
         # Bounded by the longest a page request can take once started (then the thread sees
         # the stop); a wait between attempts is cut short by `wait` above.
         join_s = policy.connect_timeout_s + policy.read_timeout_s + 1.0
