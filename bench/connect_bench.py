@@ -52,7 +52,7 @@ from connect_config import (
 from connect_results import is_complete, summarise, trial_figures
 from consumer_bench import DATA_COLLECTIONS, SINCE, Workload, build_workload
 from machine import load_average
-from process_usage import UsageSampler
+from process_usage import UsageSampler, stop_process
 from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
@@ -111,16 +111,7 @@ def prepare_sink_database(db: Database) -> None:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process by its PID, SIGKILL it if it has not exited in time."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        log.warning("pid=%d ignored SIGTERM for %ds, killing it", proc.pid, STOP_TIMEOUT_S)
-        proc.kill()
-        proc.wait(STOP_TIMEOUT_S)
+    stop_process(proc, STOP_TIMEOUT_S, "connect bench")
 
 
 def _stored(db: Database, collections: Sequence[str]) -> int:

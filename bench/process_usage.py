@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 MIB = 1024 * 1024
+log = logging.getLogger(__name__)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float, what: str = "process") -> None:
+    """SIGTERM a process the bench started (by its PID); SIGKILL it if it has not exited in
+    `timeout_s`."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        log.warning("%s pid=%d ignored SIGTERM for %.0fs, killing it", what, proc.pid, timeout_s)
+        proc.kill()
+        proc.wait(timeout_s)
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,10 @@ from producer.simulator import readings
 
 if __package__:  # imported as bench.sasl_bench (the unit tests)
     from bench.measures import latency_summary, rate, ratio, spread_summary
+    from bench.process_usage import stop_process
 else:  # run as a script, or by bench/run.py, with bench/ first on sys.path like its siblings
     from measures import latency_summary, rate, ratio, spread_summary
+    from process_usage import stop_process
 
 log = logging.getLogger("bench.sasl")
 
@@ -437,15 +439,7 @@ def wait_ready(
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the node by its PID, SIGKILL it when it does not stop in time."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        log.warning("bench Kafka pid=%d ignored SIGTERM for %ds, killing", proc.pid, STOP_TIMEOUT_S)
-        proc.kill()
-        proc.wait(STOP_TIMEOUT_S)
+    stop_process(proc, STOP_TIMEOUT_S, "bench Kafka")
 
 
 @dataclass(frozen=True)
