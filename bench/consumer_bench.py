@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -181,10 +182,29 @@ def _landed(db: Database) -> dict[str, int]:
     return {c: db[c].estimated_document_count() for c in DATA_COLLECTIONS}
 
 
+@dataclass(frozen=True)
+class Arm:
+    """One way of running the consumer: from which checkout, with which extra settings."""
+
+    name: str
+    repo: Path = REPO_ROOT
+    env: tuple[tuple[str, str], ...] = ()
+
+
+# The same consumer with batch N written before batch N+1 is polled (issue 13 item 3's "before").
+SEQUENTIAL = Arm("sequential", env=(("HEADWATER_CONSUMER_WRITE_OVERLAP", "false"),))
+
+
 def consumer_rate(
-    client: MongoClient, settings: Settings, workload: Workload, topics: dict[str, str], port: int
+    client: MongoClient,
+    settings: Settings,
+    workload: Workload,
+    topics: dict[str, str],
+    port: int,
+    arm: Arm | None = None,
 ) -> dict[str, float]:
     """Produce the workload to its scratch topics, run the consumer on them, time the landing."""
+    arm = arm or Arm("consumer")
     name = topics["devices"]
     db = client[name.replace("-", "_")]
     declared = sources_by_topic(load_sources().values())
@@ -208,6 +228,7 @@ def consumer_rate(
         HEADWATER_CONSUMER_GROUP=f"{settings.kafka.consumer_group}-{name}",
         MONGO_DB=db.name,
         HEADWATER_CONSUMER_PORT=str(port),
+        **dict(arm.env),
     )
     settings.stack.log_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.stack.log_dir / f"{name}.log"
@@ -215,7 +236,7 @@ def consumer_rate(
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "consumer"],
-            cwd=REPO_ROOT,
+            cwd=arm.repo,
             env=env,
             stdout=log_file,
             stderr=log_file,
@@ -260,12 +281,15 @@ def measure(
     batch: int = 2000,
     port: int = 28199,
     trials: int = 5,
+    peers: tuple[Arm, ...] = (),
 ) -> dict[str, Any]:
     """Run the consumer bench on the running stack; the result as a JSON-ready dict.
 
     `trials` interleaved pairs (ceiling, consumer, ceiling, consumer, ...), each consumer trial on
     fresh topics and a fresh database: the ratio is the median of the pairs' ratios, with their
-    spread, so that one sample taken in a neighbour's burst cannot make the figure.
+    spread, so that one sample taken in a neighbour's burst cannot make the figure. Each `peers`
+    arm (another configuration or checkout of the consumer) runs in the same trial, after the
+    consumer, on fresh topics of its own; its ratio to the consumer is paired per trial too.
     """
     load_at_start = os.getloadavg()[0]
     name = f"bench-consumer-{uuid.uuid4().hex[:8]}"
@@ -281,6 +305,7 @@ def measure(
     inserts: list[float] = []
     upserts: list[float] = []
     runs: list[dict[str, float]] = []
+    peer_runs: dict[str, list[dict[str, float]]] = {}
     with mongo_client(settings) as client:
         for trial in range(trials):
             inserts.append(insert_many_rate(client, workload))
@@ -292,6 +317,15 @@ def measure(
                 runs.append(consumer_rate(client, settings, workload, trial_topics, port))
             finally:
                 delete_topics(admin, list(trial_topics.values()))
+            for arm in peers:
+                arm_topics = {c: f"{t}-{arm.name}" for c, t in trial_topics.items()}
+                create_topics(admin, settings, list(arm_topics.values()))
+                try:
+                    peer_runs.setdefault(arm.name, []).append(
+                        consumer_rate(client, settings, workload, arm_topics, port, arm)
+                    )
+                finally:
+                    delete_topics(admin, list(arm_topics.values()))
             log.info(
                 "consumer bench trial=%d insert_many_docs_per_s=%.0f bulk_upsert_docs_per_s=%.0f "
                 "consumer_sustained_docs_per_s=%.0f consumer_cpu_s=%.1f",
@@ -317,7 +351,22 @@ def measure(
         "messages": float(workload.messages),
     }
     log.info("consumer bench consumer sustained_docs_per_s=%.0f", sustained)
+    peers_out = {
+        name: {
+            "sustained_docs_per_s": round(percentile([r["sustained_docs_per_s"] for r in arm], 50)),
+            "cpu_s": round(percentile([r["cpu_s"] for r in arm], 50.0), 2),
+            "vs_insert_many_pairs": paired_ratios(
+                [r["sustained_docs_per_s"] for r in arm], inserts
+            ),
+            # consumer ÷ this arm, per trial: above 1, the consumer is faster.
+            "consumer_vs_arm_pairs": paired_ratios(
+                sustained_all, [r["sustained_docs_per_s"] for r in arm]
+            ),
+        }
+        for name, arm in peer_runs.items()
+    }
     return {
+        "peers": peers_out,
         "trials": trials,
         "load_at_start": round(load_at_start, 2),
         "sustained_docs_per_s_spread": spread_summary(sustained_all, 0),
@@ -350,10 +399,27 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=2000, help="upsert batch (consumer default)")
     parser.add_argument("--port", type=int, default=28199, help="the bench consumer's /healthz")
     parser.add_argument("--trials", type=int, default=5, help="interleaved ceiling/consumer pairs")
+    parser.add_argument(
+        "--sequential", action="store_true", help="also the consumer with the write overlap off"
+    )
+    parser.add_argument(
+        "--baseline-repo",
+        type=Path,
+        help="also the consumer of another checkout (e.g. a worktree of an older commit)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    peers = [SEQUENTIAL] if args.sequential else []
+    if args.baseline_repo:
+        peers.append(Arm("baseline", repo=args.baseline_repo.resolve()))
     result = measure(
-        get_settings(), args.messages, args.events_share, args.batch, args.port, args.trials
+        get_settings(),
+        args.messages,
+        args.events_share,
+        args.batch,
+        args.port,
+        args.trials,
+        tuple(peers),
     )
     print(json.dumps(result, indent=2))
     return 0

@@ -53,6 +53,15 @@ def consumer_rows(part: dict[str, Any]) -> list[Row]:
             f"bulk upsert {fmt_rate(part['bulk_upsert_docs_per_s'])}",
             fmt_pairs(part.get("consumer_vs_bulk_upsert_pairs"), part["consumer_vs_bulk_upsert"]),
         ),
+    ] + [
+        (
+            "consumer",
+            f"  consumer ÷ {name} (same trials)",
+            fmt_rate(c["sustained_docs_per_s"]),
+            f"{name} {fmt_rate(peer['sustained_docs_per_s'])}",
+            fmt_pairs(peer["consumer_vs_arm_pairs"], None),
+        )
+        for name, peer in sorted((part.get("peers") or {}).items())
     ]
 
 

@@ -71,7 +71,12 @@ def part_runners(args: argparse.Namespace) -> dict[str, Callable[[Settings], dic
     """Each part's measurement with this run's sizes."""
     return {
         "consumer": lambda s: consumer_bench.measure(
-            s, messages=args.messages, events_share=args.events_share, trials=args.consumer_trials
+            s,
+            messages=args.messages,
+            events_share=args.events_share,
+            trials=args.consumer_trials,
+            # The write overlap off, in the same trials: what the overlap is worth today.
+            peers=(consumer_bench.SEQUENTIAL,),
         ),
         "producer": lambda s: producer_bench.measure(s, records=args.records),
         "end_to_end": lambda s: e2e_bench.measure(s, windows=args.windows, window_s=args.window_s),

@@ -71,6 +71,10 @@ class ConsumerConfig:
     instance: str = "consumer"
     batch_max_messages: int = 2000
     batch_max_wait_s: float = 0.5
+    # Messages buffered per partition before it is paused (0: 2 x batch_max_messages).
+    partition_buffer_messages: int = 0
+    # Write batch N on a writer thread while batch N+1 is polled and planned.
+    write_overlap: bool = True
     heartbeat_interval_s: float = 5.0
     stale_after_s: float = 30.0
     backoff_initial_s: float = 0.5
@@ -111,6 +115,8 @@ def build_config(
         instance=consumer.instance or instance,
         batch_max_messages=consumer.batch_max_messages,
         batch_max_wait_s=consumer.batch_max_wait_s,
+        partition_buffer_messages=consumer.partition_buffer_messages,
+        write_overlap=consumer.write_overlap,
         heartbeat_interval_s=consumer.heartbeat_interval_s,
         stale_after_s=consumer.stale_after_s,
         backoff_initial_s=consumer.backoff_initial_s,

@@ -4,6 +4,13 @@ Written before committed, always: a crash between the two re-delivers a batch wh
 already there, and the `_id` upserts make the second write change nothing. MongoDB unavailable:
 the assigned partitions are paused (the group keeps us, no new messages pile up), the same batch is
 retried with capped backoff, and consumption resumes once it is written.
+
+Batches come from a FairPoller (per-partition buffers merged by timestamp). With `write_overlap`
+(the default) batch N is written on one writer thread while the loop polls and plans batch N+1;
+N+1 is handed to the writer only after N's write was acknowledged and N's offsets committed, so
+there is never more than one write in flight, each partition is written in offset order, and no
+offset is committed before its batch is written. A rebalance waits for the write in flight before
+it commits or gives up partitions.
 """
 
 from __future__ import annotations
@@ -11,12 +18,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaException
 
 from consumer.config import ConsumerConfig
+from consumer.fair_poller import FairPoller
 from consumer.kafka_source import CommitError, RebalanceListener
 from consumer.messages import InboundMessage, TopicPartition
 from consumer.metrics import ConsumerMetrics
@@ -81,6 +91,38 @@ def utc_now() -> datetime:
     return to_millis(datetime.now(UTC))
 
 
+def write_plan(
+    store: DocumentStore, plan: WritePlan, ctx: PipelineContext, now: Callable[[], datetime]
+) -> WritePlan:
+    """Write a plan; documents the server refuses for good are quarantined (the plan is updated
+    to say so). StoreUnavailable when the whole write must be retried. Runs on the writer."""
+    refused = store.write(plan)
+    if refused:
+        repair = without_failed_writes(plan, refused, ctx, now())
+        store.write(repair)
+        for collection, doc_id in refused:
+            plan.upserts[collection].pop(doc_id, None)
+        moved = repair.counts["rejected"]
+        plan.counts["stored"] -= moved
+        plan.counts["rejected"] += moved
+        plan.rejections.update(repair.rejections)
+        for topic, counts in repair.topic_counts.items():
+            plan.topic_counts[topic]["stored"] -= counts["rejected"]
+            plan.topic_counts[topic]["rejected"] += counts["rejected"]
+        log.warning("store refused %d documents, quarantined: %s", moved, refused)
+    return plan
+
+
+@dataclass
+class InFlight:
+    """The batch the writer thread is writing."""
+
+    messages: list[InboundMessage]
+    future: Future[WritePlan]
+    started: float
+    retries_before: int
+
+
 class Reloader:
     """Follows the source declarations: the catalog as it is now, the pipeline context it gives,
     and what makes a new topic readable (topic, collection, indexes)."""
@@ -136,6 +178,19 @@ class ConsumerService:
         self._reloader = catalog
         self._last_reload = clock()
         self.abandoned = False
+        self.poller = FairPoller(
+            source, config.partition_buffer_messages or 2 * config.batch_max_messages, clock
+        )
+        self._writer = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="mongo-writer")
+            if config.write_overlap
+            else None
+        )
+        self._inflight: InFlight | None = None
+        # Messages of an overlapped write that failed (MongoDB unavailable), in poll order:
+        # written (with retries) by the sequential path before anything newer.
+        self._carry: list[InboundMessage] = []
+        self._carry_error: StoreUnavailable | None = None
 
     # ---- control ------------------------------------------------------------------------------
 
@@ -170,6 +225,8 @@ class ConsumerService:
             "last_error": self.state.last_error.message,
             # Not a reason for 503: the other topics flow. pipeline_health reports them.
             "paused_topics": dict(self.state.paused_topics),
+            "buffered": self.poller.buffered,
+            "write_in_flight": self._inflight is not None,
             "declaration_problems": list(self.state.declaration_problems),
         }
         return ok, body
@@ -189,6 +246,7 @@ class ConsumerService:
         try:
             while not self._stop:
                 self.step()
+            self.finish_writes()
         finally:
             self.shutdown()
         return 1 if self.abandoned else 0
@@ -196,13 +254,34 @@ class ConsumerService:
     def step(self) -> None:
         """One turn of the loop: poll a batch, write and commit it, heartbeat when due."""
         self._tick()
-        messages = self.source.poll_batch(
-            self.config.batch_max_messages, self.config.batch_max_wait_s
-        )
-        if messages:
-            self.handle_batch(messages)
+        self._settle(block=False)
+        if self._carry:
+            self._retry_carried()
+        else:
+            inflight = self._inflight
+            messages = self.poller.next_batch(
+                self.config.batch_max_messages,
+                self.config.batch_max_wait_s,
+                None if inflight is None else inflight.future.done,
+            )
+            if messages:
+                self.handle_batch(messages)
+            else:
+                self._settle(block=True)
         self.maybe_reload()
         self.maybe_heartbeat()
+
+    def finish_writes(self) -> None:
+        """Wait for the write in flight and commit it (retrying it, within the shutdown grace,
+        while MongoDB is unavailable)."""
+        self._settle(block=True)
+        if self._carry:
+            self._retry_carried()
+
+    def _retry_carried(self) -> None:
+        carried, self._carry = self._carry, []
+        failed, self._carry_error = self._carry_error, None
+        self._handle_sequential(carried, failed)
 
     def shutdown(self) -> None:
         """Leave the group (committing what is written) and write a last heartbeat."""
@@ -212,6 +291,8 @@ class ConsumerService:
             self.source.close()
         except (KafkaException, RuntimeError) as exc:
             log.warning("closing the Kafka consumer failed: %s", exc)
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
         self.state.phase = "stopped"
         self.state.assigned = []
         self._last_heartbeat = float("-inf")
@@ -223,6 +304,7 @@ class ConsumerService:
 
     def on_assigned(self, partitions: list[TopicPartition]) -> None:
         self.state.assigned = sorted(set(self.state.assigned) | set(partitions))
+        self.poller.forget(partitions)
         for tp in partitions:
             self._uncommitted.pop(tp, None)
         if partitions:  # the cooperative protocol also reports empty increments
@@ -233,6 +315,8 @@ class ConsumerService:
         revoked = set(partitions)
         if not revoked:
             return
+        # A write in flight may hold their messages: its offsets are theirs to commit now.
+        self._settle(block=True, commit=False)
         written = {tp: o for tp, o in self._uncommitted.items() if tp in revoked}
         if written:
             try:
@@ -245,6 +329,7 @@ class ConsumerService:
 
     def on_lost(self, partitions: list[TopicPartition]) -> None:
         # Lost, not revoked: another member may own them already, so nothing is committed.
+        self._settle(block=True, commit=False)
         self._forget(set(partitions))
         log.warning("partitions lost %s", _names(partitions))
 
@@ -255,29 +340,81 @@ class ConsumerService:
         ]
         for tp in partitions:
             self._uncommitted.pop(tp, None)
-        dropped = [m for m in self._pending if m.tp in partitions]
+        dropped = len([m for m in self._pending if m.tp in partitions])
+        dropped += len([m for m in self._carry if m.tp in partitions])
+        self._pending = [m for m in self._pending if m.tp not in partitions]
+        self._carry = [m for m in self._carry if m.tp not in partitions]
+        dropped += self.poller.forget(partitions)
         if dropped:
-            self._pending = [m for m in self._pending if m.tp not in partitions]
-            log.info("dropped %d unwritten messages of revoked partitions", len(dropped))
+            log.info("dropped %d unwritten messages of revoked partitions", dropped)
 
     # ---- the write path -----------------------------------------------------------------------
 
     def handle_batch(self, messages: list[InboundMessage]) -> None:
-        """Write a batch (retrying while MongoDB is unavailable), then commit its offsets."""
+        """Write a batch and commit its offsets: on the writer thread (overlapping the next
+        poll) when `write_overlap` is on, else here, retrying while MongoDB is unavailable."""
+        if self._writer is None:
+            self._handle_sequential(messages)
+            return
+        started = self._clock()
+        retries_before = self.state.counters.store_retries
+        # Planned while the previous batch is still being written: the overlap.
+        plan = plan_batch(messages, self.ctx, self._now())
+        settled = self._inflight is not None
+        if not self._settle(block=True):
+            # The previous write failed: both batches are retried, in order, by the next step.
+            self._carry.extend(messages)
+            return
+        if settled:
+            self.maybe_heartbeat()  # between two writes: see maybe_heartbeat
+        future = self._writer.submit(write_plan, self.store, plan, self.ctx, self._now)
+        self._inflight = InFlight(messages, future, started, retries_before)
+
+    def _settle(self, block: bool, commit: bool = True) -> bool:
+        """Finish the write in flight, if any (when block is False, only if it has ended):
+        count it and commit its offsets (commit=False: only note them as written). False when
+        it failed because MongoDB is unavailable; its messages are then carried to the retry."""
+        inflight = self._inflight
+        if inflight is None or (not block and not inflight.future.done()):
+            return True
+        self._inflight = None
+        try:
+            plan = inflight.future.result()
+        except StoreUnavailable as exc:
+            assigned = set(self.source.assignment())
+            self._carry = [m for m in inflight.messages if m.tp in assigned] + self._carry
+            self._carry_error = exc
+            self._store_failed(exc)
+            return False
+        self._store_recovered()
+        self._count(plan)
+        if commit:
+            self._commit(plan.offsets)
+        else:
+            self._note_written(plan.offsets)
+        self._log_batch(plan, inflight.started, inflight.retries_before)
+        return True
+
+    def _handle_sequential(
+        self, messages: list[InboundMessage], failed: StoreUnavailable | None = None
+    ) -> None:
         started = self._clock()
         self._pending = list(messages)
         retries_before = self.state.counters.store_retries
-        plan = self._write_pending()
+        plan = self._write_pending(failed)
         self._pending = []
         if plan is None:
             return
         self._commit(plan.offsets)
+        self._log_batch(plan, started, retries_before)
+
+    def _log_batch(self, plan: WritePlan, started: float, retries_before: int) -> None:
         seconds = self._clock() - started
         self.metrics.batch_seconds.observe(seconds)
         c = plan.counts
         log.info(
             "batch consumed=%d stored=%d rejected=%d filtered=%d docs=%d retries=%d ms=%d "
-            "offsets %s",
+            "buffered=%d offsets %s",
             plan.messages,
             c["stored"],
             c["rejected"],
@@ -285,56 +422,50 @@ class ConsumerService:
             plan.documents,
             self.state.counters.store_retries - retries_before,
             seconds * 1000,
+            self.poller.buffered,
             describe_offsets(plan),
         )
 
-    def _write_pending(self) -> WritePlan | None:
+    def _write_pending(self, failed: StoreUnavailable | None = None) -> WritePlan | None:
+        """Write self._pending, retrying while MongoDB is unavailable; `failed` is the error of
+        an attempt already made (on the writer thread): the first retry then waits its backoff."""
         attempt = 0
+        error = failed
         while True:
-            plan = plan_batch(self._pending, self.ctx, self._now())
-            if not self._pending:
-                # Everything pending belonged to revoked partitions: nothing left to write.
-                if self._retrying:
-                    self.source.resume(self.source.assignment())
-                    self._retrying = False
-                return plan
-            try:
-                refused = self.store.write(plan)
-                if refused:
-                    repair = without_failed_writes(plan, refused, self.ctx, self._now())
-                    self.store.write(repair)
-                    for collection, doc_id in refused:
-                        plan.upserts[collection].pop(doc_id, None)
-                    moved = repair.counts["rejected"]
-                    plan.counts["stored"] -= moved
-                    plan.counts["rejected"] += moved
-                    plan.rejections.update(repair.rejections)
-                    for topic, counts in repair.topic_counts.items():
-                        plan.topic_counts[topic]["stored"] -= counts["rejected"]
-                        plan.topic_counts[topic]["rejected"] += counts["rejected"]
-                    log.warning("store refused %d documents, quarantined: %s", moved, refused)
-                self._store_recovered()
-                self._count(plan)
-                return plan
-            except StoreUnavailable as exc:
-                self._store_failed(exc)
-                if self._stop and self._clock() >= self._stop_deadline:
-                    self.abandoned = True
-                    log.error(
-                        "stopping with an unwritten batch of %d messages (not committed; they "
-                        "will be read again): %s",
-                        len(self._pending),
-                        exc,
-                    )
-                    return None
-                attempt += 1
-                delay = delay_after(
-                    backoff(self.config.backoff_initial_s, self.config.backoff_max_s), attempt
+            if error is None:
+                plan = plan_batch(self._pending, self.ctx, self._now())
+                if not self._pending:
+                    # Everything pending belonged to revoked partitions: nothing left to write.
+                    if self._retrying:
+                        self.poller.release()
+                        self._retrying = False
+                    return plan
+                try:
+                    write_plan(self.store, plan, self.ctx, self._now)
+                    self._store_recovered()
+                    self._count(plan)
+                    return plan
+                except StoreUnavailable as exc:
+                    error = exc
+            self._store_failed(error)
+            if self._stop and self._clock() >= self._stop_deadline:
+                self.abandoned = True
+                log.error(
+                    "stopping with an unwritten batch of %d messages (not committed; they "
+                    "will be read again): %s",
+                    len(self._pending),
+                    error,
                 )
-                self.state.counters.store_retries += 1
-                self.metrics.store_retries.inc()
-                log.warning("MongoDB unavailable, retry %d in %.1fs: %s", attempt, delay, exc)
-                self._wait_paused(delay)
+                return None
+            attempt += 1
+            delay = delay_after(
+                backoff(self.config.backoff_initial_s, self.config.backoff_max_s), attempt
+            )
+            self.state.counters.store_retries += 1
+            self.metrics.store_retries.inc()
+            log.warning("MongoDB unavailable, retry %d in %.1fs: %s", attempt, delay, error)
+            self._wait_paused(delay)
+            error = None
 
     def _wait_paused(self, seconds: float) -> None:
         # Keep polling while paused: it serves rebalances and keeps us in the group; a message
@@ -345,14 +476,14 @@ class ConsumerService:
             if remaining <= 0 or (self._stop and self._clock() >= self._stop_deadline):
                 return
             self._tick()
-            self.source.pause(self.source.assignment())
-            more = self.source.poll_batch(self.config.batch_max_messages, min(0.5, remaining))
-            self._pending.extend(more)
+            self.poller.hold()
+            # Buffered, not added to the batch: it is written after the batch, in offset order.
+            self.poller.poll(self.config.batch_max_messages, min(0.5, remaining))
             self.maybe_heartbeat()
 
     def _store_failed(self, exc: Exception) -> None:
         if not self._retrying:
-            self.source.pause(self.source.assignment())
+            self.poller.hold()
             self._retrying = True
         self.state.store_ok = False
         self.state.phase = "store-unavailable"
@@ -361,7 +492,7 @@ class ConsumerService:
 
     def _store_recovered(self) -> None:
         if self._retrying:
-            self.source.resume(self.source.assignment())
+            self.poller.release()
             self._retrying = False
             log.info("MongoDB available again; partitions resumed")
         self.state.store_ok = True
@@ -379,9 +510,12 @@ class ConsumerService:
         counters.batches += 1
         self.metrics.observe_batch(plan, {t: dict(c) for t, c in plan.topic_counts.items()})
 
-    def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+    def _note_written(self, offsets: dict[TopicPartition, int]) -> None:
         for tp, offset in offsets.items():
             self._uncommitted[tp] = max(offset, self._uncommitted.get(tp, -1))
+
+    def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self._note_written(offsets)
         assigned = set(self.source.assignment())
         due = {tp: o for tp, o in self._uncommitted.items() if tp in assigned}
         if not due:
@@ -410,7 +544,7 @@ class ConsumerService:
         collection exist), pause the topics whose declaration became invalid, apply changed
         contracts and filters to the next batch. Between batches only, never while retrying."""
         reloader = self._reloader
-        if reloader is None or self._retrying:
+        if reloader is None or self._retrying or self._carry:
             return
         if self._clock() - self._last_reload < self.config.reload_interval_s:
             return
@@ -461,6 +595,10 @@ class ConsumerService:
     def maybe_heartbeat(self) -> None:
         """Refresh lag and write the pipeline_status document when the interval has passed."""
         if self._clock() - self._last_heartbeat < self.config.heartbeat_interval_s:
+            return
+        if self._inflight is not None:
+            # The write in flight is the probe of MongoDB: the heartbeat waits for the moment
+            # between two writes (handle_batch calls back here then), never blocking the overlap.
             return
         self._last_heartbeat = self._clock()
         quiet = self._clock() - self._last_commit_attempt >= self.config.heartbeat_interval_s

@@ -36,7 +36,7 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from headwater.kafka_admin import ensure_topics
+from headwater.kafka_admin import ensure_topics, wait_replicated
 from headwater.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -163,11 +163,15 @@ def create_topics(admin: AdminClient, settings: Settings, topics: list[str]) -> 
     In that order so that no client ever sees its topic refuse it: ACLs and topics are records of
     one metadata log that every broker applies in order, so a broker that knows the topic already
     enforces its ACLs. (Granted after the creation, a producer that is fast enough is refused
-    with TOPIC_AUTHORIZATION_FAILED, which it does not retry.)
+    with TOPIC_AUTHORIZATION_FAILED, which it does not retry.) Returns once every replica broker
+    holds every partition (see kafka_admin.wait_replicated): a broker still behind in the log
+    refuses the topic too.
     """
     grant_topics(admin, settings, topics)
     k = settings.kafka
-    return ensure_topics(admin, topics, k.partitions, k.replication_factor)
+    created = ensure_topics(admin, topics, k.partitions, k.replication_factor)
+    wait_replicated(admin, topics, k.replication_factor)
+    return created
 
 
 def set_credentials(

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_fixed,
+)
 
 from headwater.clients import admin_config, backoff
 from headwater.settings import Settings
@@ -213,6 +221,37 @@ def ensure_topics(
     return _admin_retrying("topic admin")(
         _create_missing, admin, topics, partitions, replication_factor, timeout_s
     )
+
+
+class TopicNotReplicated(RuntimeError):
+    """A topic's partitions have not all got their full ISR yet."""
+
+
+def wait_replicated(
+    admin: AdminClient, topics: list[str], replication_factor: int, timeout_s: float = 30.0
+) -> None:
+    """Wait until every partition of `topics` has a leader and `replication_factor` in-sync
+    replicas: every replica broker has then applied the topic's records, and the ACL records
+    granted before them, so no client is refused by a broker still catching up the metadata log
+    (seen: a producer's first metadata request denied DESCRIBE by a lagging broker, which the
+    producer does not retry)."""
+
+    def check() -> None:
+        metadata = admin.list_topics(timeout=timeout_s).topics
+        for topic in topics:
+            info = metadata.get(topic)
+            if info is None or info.error is not None or not info.partitions:
+                raise TopicNotReplicated(f"{topic}: not in the metadata yet")
+            for p in info.partitions.values():
+                if p.leader < 0 or len(p.isrs) < replication_factor:
+                    raise TopicNotReplicated(f"{topic}[{p.id}]: leader {p.leader} isr {p.isrs}")
+
+    Retrying(
+        stop=stop_after_delay(timeout_s),
+        wait=wait_fixed(0.1),
+        retry=retry_if_exception_type((TopicNotReplicated, KafkaException)),
+        reraise=True,
+    )(check)
 
 
 def _create_missing(

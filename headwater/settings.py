@@ -302,8 +302,13 @@ class ConsumerSettings(BaseSettings):
     # Members of the group the local stack runs under supervisord (programs consumer-1 ... -N,
     # instances of the same names); also how many live members pipeline_health expects.
     processes: int = Field(default=2, ge=1)
-    batch_max_messages: int = 2000
+    batch_max_messages: int = Field(default=2000, ge=1)
     batch_max_wait_s: float = 0.5
+    # Messages the fair poller buffers per partition before pausing it (0 = 2 x batch_max_messages).
+    partition_buffer_messages: int = Field(default=0, ge=0)
+    # Write batch N on a writer thread while batch N+1 is polled and planned (false: one at a
+    # time, as before).
+    write_overlap: bool = True
     heartbeat_interval_s: float = 5.0
     # /healthz answers 503 when the loop has not ticked for this long.
     stale_after_s: float = 30.0

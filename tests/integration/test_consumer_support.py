@@ -27,7 +27,7 @@ from pymongo.errors import PyMongoError
 
 from headwater.clients import kafka_security, mongo_client, producer_config
 from headwater.kafka_access import grant, grant_topics, group_grants
-from headwater.kafka_admin import TOPIC_CONFIG, admin_client, delete_topics
+from headwater.kafka_admin import TOPIC_CONFIG, admin_client, delete_topics, wait_replicated
 from headwater.settings import REPO_ROOT, Settings
 from headwater.sources import get_source
 from infra import stack, supervisor
@@ -118,6 +118,7 @@ def kafka_topics(
     )
     for future in futures.values():
         future.result()
+    wait_replicated(admin, names, k.replication_factor)
     try:
         yield names
     finally:

@@ -185,3 +185,21 @@ def test_a_paired_ratio_shows_its_spread_and_is_marked_unreliable_past_15_percen
     assert fmt_pairs(noisy, None).endswith("UNRELIABLE")
     # An older result without pairs keeps its single ratio.
     assert fmt_pairs(None, 0.5) == "0.500"
+
+
+def test_each_consumer_peer_arm_gets_a_row_with_its_paired_ratio():
+    pairs = {"median": 1.21, "min": 1.1, "max": 1.4, "unreliable": True}
+    part = {
+        **RESULT["consumer"],
+        "peers": {"sequential": {"sustained_docs_per_s": 1240.0, "consumer_vs_arm_pairs": pairs}},
+    }
+    rows = [r for r in summary_rows({"consumer": part}) if "sequential" in r[1]]
+    assert rows == [
+        (
+            "consumer",
+            "  consumer ÷ sequential (same trials)",
+            "1,500",
+            "sequential 1,240",
+            "1.210 (1.10-1.40) UNRELIABLE",
+        )
+    ]

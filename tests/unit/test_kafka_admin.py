@@ -16,6 +16,7 @@ from headwater.kafka_admin import (
     group_members,
     group_offsets,
     partition_lag,
+    wait_replicated,
 )
 
 
@@ -155,3 +156,40 @@ def test_group_members_are_each_members_partitions_by_client_id() -> None:
         ),
         GroupMember("m-2", "headwater-consumer-consumer-2", "/127.0.0.1", frozenset()),
     ]
+
+
+@dataclass
+class _Part:
+    id: int
+    leader: int
+    isrs: list[int]
+
+
+class ReplicatingAdmin:
+    """Metadata whose topic appears, then gets its leader, then its second in-sync replica."""
+
+    def __init__(self) -> None:
+        self.answers = [
+            {},
+            {"t": _Topic({0: _Part(0, -1, [])})},
+            {"t": _Topic({0: _Part(0, 1, [1])})},
+            {"t": _Topic({0: _Part(0, 1, [1, 2])})},
+        ]
+        self.calls = 0
+
+    def list_topics(self, timeout: float) -> _Metadata:
+        self.calls += 1
+        return _Metadata(self.answers[min(self.calls, len(self.answers)) - 1])
+
+
+def test_wait_replicated_returns_once_every_partition_has_its_full_isr() -> None:
+    admin = ReplicatingAdmin()
+    wait_replicated(admin, ["t"], replication_factor=2, timeout_s=10)  # type: ignore[arg-type]
+    assert admin.calls == 4
+
+
+def test_wait_replicated_gives_up_with_what_is_missing() -> None:
+    admin = ReplicatingAdmin()
+    admin.answers = admin.answers[:3]  # the second replica never joins
+    with pytest.raises(RuntimeError, match=r"t\[0\]: leader 1 isr \[1\]"):
+        wait_replicated(admin, ["t"], replication_factor=2, timeout_s=0.5)  # type: ignore[arg-type]
