@@ -195,6 +195,20 @@ class Arm:
 SEQUENTIAL = Arm("sequential", env=(("HEADWATER_CONSUMER_WRITE_OVERLAP", "false"),))
 
 
+def parse_arm(spec: str) -> Arm:
+    """An --arm option: 'name:VAR=value,VAR=value'."""
+    name, _, assignments = spec.partition(":")
+    env = []
+    for item in filter(None, (a.strip() for a in assignments.split(","))):
+        var, sep, value = item.partition("=")
+        if not sep or not var:
+            raise ValueError(f"--arm {spec!r}: {item!r} is not VAR=value")
+        env.append((var, value))
+    if not name or not env:
+        raise ValueError(f"--arm {spec!r}: expected NAME:VAR=value[,VAR=value]")
+    return Arm(name, env=tuple(env))
+
+
 def consumer_rate(
     client: MongoClient,
     settings: Settings,
@@ -407,9 +421,17 @@ def main() -> int:
         type=Path,
         help="also the consumer of another checkout (e.g. a worktree of an older commit)",
     )
+    parser.add_argument(
+        "--arm",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE[,VAR=VALUE]",
+        help="also the consumer with these settings (e.g. big:HEADWATER_CONSUMER_X=1,...)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     peers = [SEQUENTIAL] if args.sequential else []
+    peers += [parse_arm(spec) for spec in args.arm]
     if args.baseline_repo:
         peers.append(Arm("baseline", repo=args.baseline_repo.resolve()))
     result = measure(
