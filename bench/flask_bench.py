@@ -49,6 +49,7 @@ from headwater.settings import REPO_ROOT, Settings, get_settings
 from infra.airflow import airflow_token
 from producer.events.ids import first_id_at
 from producer.events.store import EventStore
+from producer.events.timing import parse_duration_ms
 
 log = logging.getLogger("bench.flask")
 
@@ -69,6 +70,9 @@ class WorkerTally:
     """What one client thread saw."""
 
     latencies_201: list[float] = field(default_factory=list)
+    # The server's own time on each of those 201s (its Server-Timing header), in seconds; None
+    # where the server sent none (a checkout without the header).
+    server_201: list[float | None] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
@@ -103,6 +107,8 @@ def post_events(
             tally.outcomes[str(resp.status)] += 1
             if resp.status == 201:
                 tally.latencies_201.append(elapsed)
+                server_ms = parse_duration_ms(resp.getheader("Server-Timing"))
+                tally.server_201.append(None if server_ms is None else server_ms / 1000)
             if resp.getheader("Connection", "").lower() == "close":
                 conn.close()
                 conn = http.client.HTTPConnection(host, port, timeout=30)
@@ -135,9 +141,15 @@ def normal_load(
     )
     outcomes: Counter[str] = Counter()
     latencies: list[float] = []
+    server: list[float] = []
+    outside: list[float] = []
     for tally in tallies:
         outcomes.update(tally.outcomes)
         latencies.extend(tally.latencies_201)
+        for total, own in zip(tally.latencies_201, tally.server_201, strict=True):
+            if own is not None:
+                server.append(own)
+                outside.append(max(0.0, total - own))
     accepted = outcomes.pop("201", 0)
     return {
         "seconds": round(elapsed, 2),
@@ -145,6 +157,11 @@ def normal_load(
         "accepted_per_s": round(rate(accepted, elapsed), 1),
         "errors": dict(outcomes),
         "latency_201": latency_summary(latencies),
+        # The tail, split: the server's own time (Server-Timing: from Flask getting the request
+        # to its response, the group commit's fsync included) and everything outside it (the
+        # client's own queueing on its GIL, the socket, the worker's event loop).
+        "server_201": latency_summary(server),
+        "outside_201": latency_summary(outside),
         # The load generator shares the machine's cores with the server: its own CPU use.
         "client_cpu_s": round(client_cpu, 2),
     }
@@ -229,6 +246,8 @@ def measure(settings: Settings, concurrency: int = 16, duration_s: float = 20.0)
         "accepted_per_s": load["accepted_per_s"],
         "errors": outcomes,
         "latency_201": load["latency_201"],
+        "server_201": load["server_201"],
+        "outside_201": load["outside_201"],
         # The load generator shares the machine's cores with the server: its own CPU use.
         "client_cpu_cores": round(load["client_cpu_s"] / elapsed, 2),
         "cleanup": cleanup,
@@ -267,6 +286,11 @@ def own_trial(
     return figures
 
 
+def _p99_spread(trials: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
+    values = [t[key]["p99_ms"] for t in trials if (t.get(key) or {}).get("n")]
+    return spread_summary(values, 1) if values else None
+
+
 def arm_summary(trials: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians with their range over one arm's trials."""
     latencies = [t["latency_201"] for t in trials if t["latency_201"].get("n")]
@@ -278,6 +302,8 @@ def arm_summary(trials: list[dict[str, Any]]) -> dict[str, Any]:
         "accepted_per_s": spread_summary([t["accepted_per_s"] for t in trials], 1),
         "p50_ms": spread_summary([lat["p50_ms"] for lat in latencies], 1) if latencies else None,
         "p99_ms": spread_summary([lat["p99_ms"] for lat in latencies], 1) if latencies else None,
+        "server_p99_ms": _p99_spread(trials, "server_201"),
+        "outside_p99_ms": _p99_spread(trials, "outside_201"),
         "fsyncs_per_event": spread_summary(fsyncs, 4) if fsyncs else None,
         "server_cpu_ms_per_event": spread_summary(
             [1000 * t["server_cpu_s"] / t["accepted"] for t in trials if t["accepted"]], 3

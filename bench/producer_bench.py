@@ -8,14 +8,15 @@
 2. pull only: the same window pulled into memory; produce only: those records produced;
 3. ceiling: `org.apache.kafka.tools.ProducerPerformance` on the same brokers, same record count,
    acks, idempotence, compression and linger, random payloads of the pipeline's average message
-   size (key + value), the Java client's own batching (batch.size 16 KiB per partition); run
-   before and after (1)-(2) and averaged, since load on a shared machine drifts;
+   size (key + value), the Java client's own batching (batch.size 16 KiB per partition);
 4. matched ceiling: the same tool with the pipeline's real values as its payload file (random
    letters barely compress with lz4, JSON readings do) and librdkafka's batch size (1 MB), i.e.
    as close to what the project's producer sends as the tool gets.
 producer_ratio = pipeline records/s ÷ perf-tool records/s (3); overlap_ratio = pipeline records/s ÷
 the slower of pull only and produce only (1.0: the pipeline is as fast as its slower half, i.e. the
 pull and the produce fully overlap; taking turns gives about 0.5 when the halves are equal).
+All five run in each of --trials (5) interleaved rounds, since load on a shared machine drifts;
+each ratio is the median of its rounds' ratios with their range (UNRELIABLE past ±15 %).
 Prints one JSON object; the scratch topic is deleted at the end.
 """
 
@@ -24,17 +25,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from measures import rate, ratio
+from measures import paired_ratios, percentile, rate, spread_summary
 from perf_tool import (
     PerfSummary,
     PerfToolError,
@@ -81,8 +84,24 @@ def run_perf_tool(command: list[str]) -> PerfSummary:
     return summary
 
 
-def measure(settings: Settings, records: int = 60_000) -> dict[str, Any]:
-    """Run the producer bench on the running stack; the result as a JSON-ready dict."""
+@dataclass
+class Trial:
+    """One interleaved round: each path once, records/s."""
+
+    perf_tool: float
+    pipeline: float
+    produce_only: float
+    pull_only: float
+    matched: float
+    load: float  # 1-minute load average when the trial started
+
+
+def measure(settings: Settings, records: int = 60_000, trials: int = 5) -> dict[str, Any]:
+    """Run the producer bench on the running stack; the result as a JSON-ready dict.
+
+    `trials` interleaved rounds (perf tool, pipeline, produce only, pull only, matched perf tool,
+    then again): every ratio is the median of its rounds' ratios with their spread.
+    """
     devices = settings.services.simulator_devices
     until = SINCE + timedelta(seconds=-(-records // devices))
     topic = f"bench-producer-{uuid.uuid4().hex[:8]}"
@@ -93,7 +112,9 @@ def measure(settings: Settings, records: int = 60_000) -> dict[str, Any]:
     java = shutil.which("java") or "java"
     libs = settings.stack.cache_dir / "kafka" / "libs"
     props = perf_tool_props(config)
+    matched_props = {**props, "batch.size": str(LIBRDKAFKA_BATCH_BYTES)}
     tmp: Path | None = None
+    rounds: list[Trial] = []
     try:
         # Topic leaders elected and the client's metadata warm before anything is timed.
         warmup = list(pull(source, SINCE, SINCE + timedelta(seconds=1), settings))
@@ -105,73 +126,90 @@ def measure(settings: Settings, records: int = 60_000) -> dict[str, Any]:
             until=SINCE,
             run_id=f"{topic}-warmup",
         )
-
-        # The pull alone, into memory: its records give the average size the perf tool sends.
+        # The window once, untimed: the perf tool's record size and payloads come from it.
         stats = PullStats()
-        started = time.perf_counter()
-        pulled = list(pull(source, SINCE, until, settings, stats=stats))
-        pull_s = time.perf_counter() - started
+        window = list(pull(source, SINCE, until, settings, stats=stats))
         avg_message = sum(
-            len(encode_value(r)) + len(message_key(source, r).encode()) for r in pulled
-        ) / len(pulled)
-        avg_value = sum(len(encode_value(r)) for r in pulled) / len(pulled)
-        log.info("pull only records=%d seconds=%.2f", len(pulled), pull_s)
+            len(encode_value(r)) + len(message_key(source, r).encode()) for r in window
+        ) / len(window)
+        avg_value = sum(len(encode_value(r)) for r in window) / len(window)
         # In a file, not on the command line: the tool cannot parse a sasl.jaas.config there.
         tmp = Path(tempfile.mkdtemp(prefix="bench-perf-"))
         props_file = tmp / "producer.properties"
         props_file.write_text(properties_text(props))
+        matched_file = tmp / "matched.properties"
+        matched_file.write_text(properties_text(matched_props))
+        payloads = tmp / "values.txt"
+        # Compact JSON has no newline inside a value: one payload per line.
+        payloads.write_bytes(b"\n".join(encode_value(r) for r in window))
         common: dict[str, Any] = {
             "java": java,
             "libs_dir": libs,
             "bootstrap_servers": settings.kafka.bootstrap_servers,
             "topic": topic,
-            "num_records": len(pulled),
+            "num_records": len(window),
             "props": {},
             "config_file": props_file,
         }
         perf_command = perf_tool_command(**common, record_size=round(avg_message))
-        # The ceiling brackets the pipeline (before and after): on a shared machine, load drifts.
-        perf_before = run_perf_tool(perf_command)
-
-        # What the Airflow task does: pull the window and produce it, records streaming through.
-        started = time.perf_counter()
-        pipeline = ingest_window(source, SINCE, until, settings, run_id=f"{topic}-pipeline")
-        pipeline_s = time.perf_counter() - started
-        log.info("pipeline done records=%d seconds=%.2f", pipeline.produced, pipeline_s)
-
-        # The produce alone, from memory.
-        started = time.perf_counter()
-        only = produce(
-            pulled, source, config, since=SINCE, until=until, run_id=f"{topic}-produce-only"
+        matched_command = perf_tool_command(
+            **{**common, "config_file": matched_file}, payload_file=payloads
         )
-        produce_s = time.perf_counter() - started
-        log.info("produce only seconds=%.2f", produce_s)
-
-        perf_after = run_perf_tool(perf_command)
-        matched_props = {**props, "batch.size": str(LIBRDKAFKA_BATCH_BYTES)}
-        matched_file = tmp / "matched.properties"
-        matched_file.write_text(properties_text(matched_props))
-        payloads = tmp / "values.txt"
-        # Compact JSON has no newline inside a value: one payload per line.
-        payloads.write_bytes(b"\n".join(encode_value(r) for r in pulled))
-        matched = run_perf_tool(
-            perf_tool_command(**{**common, "config_file": matched_file}, payload_file=payloads)
-        )
+        produced = 0
+        for n in range(trials):
+            load = os.getloadavg()[0]
+            perf = run_perf_tool(perf_command)
+            # What the Airflow task does: pull the window and produce it, records streaming.
+            started = time.perf_counter()
+            pipeline = ingest_window(source, SINCE, until, settings, run_id=f"{topic}-p{n}")
+            pipeline_rate = rate(pipeline.produced, time.perf_counter() - started)
+            produced = pipeline.produced
+            # The pull alone, into memory, then those records produced alone.
+            started = time.perf_counter()
+            pulled = list(pull(source, SINCE, until, settings))
+            pull_rate = rate(len(pulled), time.perf_counter() - started)
+            started = time.perf_counter()
+            only = produce(pulled, source, config, since=SINCE, until=until, run_id=f"{topic}-o{n}")
+            produce_rate = rate(only.produced, time.perf_counter() - started)
+            matched = run_perf_tool(matched_command)
+            rounds.append(
+                Trial(
+                    perf.records_per_s,
+                    pipeline_rate,
+                    produce_rate,
+                    pull_rate,
+                    matched.records_per_s,
+                    load,
+                )
+            )
+            log.info("producer bench trial=%d %s", n, rounds[-1])
     finally:
         delete_topics(admin, [topic])
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    pipeline_rate = rate(pipeline.produced, pipeline_s)
-    produce_rate = rate(only.produced, produce_s)
-    pull_rate = rate(len(pulled), pull_s)
-    perf_rate = (perf_before.records_per_s + perf_after.records_per_s) / 2
+    def rates(name: str) -> list[float]:
+        return [getattr(t, name) for t in rounds]
+
+    def median_rate(name: str) -> float:
+        return round(percentile(rates(name), 50.0), 1)
+
+    slower_half = [min(t.pull_only, t.produce_only) for t in rounds]
+    pairs = {
+        "producer_ratio": paired_ratios(rates("pipeline"), rates("perf_tool")),
+        "overlap_ratio": paired_ratios(rates("pipeline"), slower_half),
+        "produce_only_ratio": paired_ratios(rates("produce_only"), rates("perf_tool")),
+        "producer_ratio_vs_matched": paired_ratios(rates("pipeline"), rates("matched")),
+        "produce_only_ratio_vs_matched": paired_ratios(rates("produce_only"), rates("matched")),
+    }
     return {
+        "trials": trials,
+        "load_at_start": round(rounds[0].load, 2),
         "topic": {
             "partitions": settings.kafka.partitions,
             "replication_factor": settings.kafka.replication_factor,
         },
-        "records": pipeline.produced,
+        "records": produced,
         "window": {"since": SINCE.isoformat(), "until": until.isoformat(), "devices": devices},
         "pages": stats.pages,
         "avg_message_bytes": round(avg_message, 1),
@@ -180,43 +218,42 @@ def measure(settings: Settings, records: int = 60_000) -> dict[str, Any]:
             {k: v for k, v in config.items() if k != "bootstrap.servers"}
         ),
         "pipeline": {
-            "records_per_s": round(pipeline_rate, 1),
-            "seconds": round(pipeline_s, 3),
+            "records_per_s": median_rate("pipeline"),
+            "spread": spread_summary(rates("pipeline"), 0),
         },
         "pull_only": {
-            "records_per_s": round(pull_rate, 1),
-            "seconds": round(pull_s, 3),
+            "records_per_s": median_rate("pull_only"),
+            "spread": spread_summary(rates("pull_only"), 0),
         },
         "produce_only": {
-            "records_per_s": round(produce_rate, 1),
-            "seconds": round(produce_s, 3),
+            "records_per_s": median_rate("produce_only"),
+            "spread": spread_summary(rates("produce_only"), 0),
         },
         "perf_tool": {
-            "records_per_s": round(perf_rate, 1),
+            "records_per_s": median_rate("perf_tool"),
+            "spread": spread_summary(rates("perf_tool"), 0),
             "record_size": round(avg_message),
             "props": redact_config(props),
-            "before": perf_before.as_dict(),
-            "after": perf_after.as_dict(),
         },
         "perf_tool_matched": {
-            **matched.as_dict(),
+            "records_per_s": median_rate("matched"),
+            "spread": spread_summary(rates("matched"), 0),
             "payload": "the pipeline's values",
             "props": redact_config(matched_props),
         },
-        "producer_ratio": ratio(pipeline_rate, perf_rate),
-        "overlap_ratio": ratio(pipeline_rate, min(pull_rate, produce_rate)),
-        "produce_only_ratio": ratio(produce_rate, perf_rate),
-        "producer_ratio_vs_matched": ratio(pipeline_rate, matched.records_per_s),
-        "produce_only_ratio_vs_matched": ratio(produce_rate, matched.records_per_s),
+        "rounds": [asdict(t) for t in rounds],
+        **{f"{name}_pairs": summary for name, summary in pairs.items()},
+        **{name: summary["median"] for name, summary in pairs.items()},
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--records", type=int, default=60_000, help="records in the window")
+    parser.add_argument("--trials", type=int, default=5, help="interleaved rounds")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    print(json.dumps(measure(get_settings(), args.records), indent=2))
+    print(json.dumps(measure(get_settings(), args.records, args.trials), indent=2))
     return 0
 
 

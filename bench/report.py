@@ -74,14 +74,14 @@ def producer_rows(part: dict[str, Any]) -> list[Row]:
             "records/s pull + produce (acks=all, lz4)",
             fmt_rate(part["pipeline"]["records_per_s"]),
             ceiling,
-            fmt_ratio(part["producer_ratio"]),
+            fmt_pairs(part.get("producer_ratio_pairs"), part["producer_ratio"]),
         ),
         (
             "producer",
             "  produce only (records in memory)",
             fmt_rate(part["produce_only"]["records_per_s"]),
             ceiling,
-            fmt_ratio(part["produce_only_ratio"]),
+            fmt_pairs(part.get("produce_only_ratio_pairs"), part["produce_only_ratio"]),
         ),
         (
             "producer",
@@ -99,7 +99,7 @@ def producer_rows(part: dict[str, Any]) -> list[Row]:
                 "  pull + produce vs the slower half (pull and produce overlap)",
                 fmt_rate(part["pipeline"]["records_per_s"]),
                 f"slower half {fmt_rate(slower)}",
-                fmt_ratio(part["overlap_ratio"]),
+                fmt_pairs(part.get("overlap_ratio_pairs"), part["overlap_ratio"]),
             )
         )
     matched = part.get("perf_tool_matched")
@@ -111,14 +111,19 @@ def producer_rows(part: dict[str, Any]) -> list[Row]:
                 "  pull + produce vs perf tool, real payloads + 1 MB batches",
                 fmt_rate(part["pipeline"]["records_per_s"]),
                 matched_ceiling,
-                fmt_ratio(part["producer_ratio_vs_matched"]),
+                fmt_pairs(
+                    part.get("producer_ratio_vs_matched_pairs"), part["producer_ratio_vs_matched"]
+                ),
             ),
             (
                 "producer",
                 "  produce only vs the same",
                 fmt_rate(part["produce_only"]["records_per_s"]),
                 matched_ceiling,
-                fmt_ratio(part["produce_only_ratio_vs_matched"]),
+                fmt_pairs(
+                    part.get("produce_only_ratio_vs_matched_pairs"),
+                    part["produce_only_ratio_vs_matched"],
+                ),
             ),
         ]
     return rows

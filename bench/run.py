@@ -78,7 +78,9 @@ def part_runners(args: argparse.Namespace) -> dict[str, Callable[[Settings], dic
             # The write overlap off, in the same trials: what the overlap is worth today.
             peers=(consumer_bench.SEQUENTIAL,),
         ),
-        "producer": lambda s: producer_bench.measure(s, records=args.records),
+        "producer": lambda s: producer_bench.measure(
+            s, records=args.records, trials=args.producer_trials
+        ),
         "end_to_end": lambda s: e2e_bench.measure(s, windows=args.windows, window_s=args.window_s),
         "flask": lambda s: (
             flask_bench.measure_own_api(
@@ -194,6 +196,9 @@ def main() -> int:
     )
     parser.add_argument("--events-share", type=float, default=0.2, help="consumer: user events")
     parser.add_argument("--records", type=int, default=60_000, help="producer: window records")
+    parser.add_argument(
+        "--producer-trials", type=int, default=5, help="producer: interleaved rounds of all paths"
+    )
     parser.add_argument("--windows", type=int, default=4, help="end to end: windows")
     parser.add_argument("--window-s", type=int, default=12, help="end to end: window length")
     parser.add_argument("--concurrency", type=int, default=16, help="flask: client threads")

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 
 from headwater.settings import get_settings
-from producer.events import db, health, ingest, openapi, reads, stats
+from producer.events import db, health, ingest, openapi, reads, stats, timing
 from producer.events.errors import register_error_handlers
 from producer.events.offload import offload_for_this_process
 from producer.events.store import EventStore
@@ -63,6 +63,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         max_group_events=app.config["GROUP_COMMIT_MAX_EVENTS"],
     )
     db.init_app(app, store)
+    timing.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(ingest.bp)
     app.register_blueprint(reads.bp)

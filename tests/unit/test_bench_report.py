@@ -203,3 +203,10 @@ def test_each_consumer_peer_arm_gets_a_row_with_its_paired_ratio():
             "1.210 (1.10-1.40) UNRELIABLE",
         )
     ]
+
+
+def test_producer_ratios_print_with_their_rounds_spread():
+    pairs = {"median": 0.9, "min": 0.8, "max": 1.2, "unreliable": True}
+    part = {**RESULT["producer"], "producer_ratio_pairs": pairs}
+    row = next(r for r in summary_rows({"producer": part}) if r[1].startswith("records/s pull"))
+    assert row[4] == "0.900 (0.80-1.20) UNRELIABLE"

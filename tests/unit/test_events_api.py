@@ -50,6 +50,7 @@ from producer.events.query import (
 from producer.events.rules import event_rules
 from producer.events.server import WORKER_CLASS, EventsWorker, json_error_response
 from producer.events.times import format_ms, to_us
+from producer.events.timing import parse_duration_ms
 from producer.events.validation import (
     MAX_PROPERTIES_BYTES,
     InvalidInput,
@@ -1084,3 +1085,26 @@ def test_every_error_the_app_answers_fits_the_documented_error_shape(client: Fla
     for answer in answers:
         assert answer.status_code >= 400
         validator.validate(answer.get_json())
+
+
+def test_every_answer_says_how_long_the_server_spent_on_it(client: FlaskClient) -> None:
+    accepted = post(client, {"user_id": "u-1", "event_type": "click"})
+    refused = post(client, {"user_id": "", "event_type": "click"})
+    health = client.get("/healthz")
+    for response in (accepted, refused, health):
+        duration = parse_duration_ms(response.headers.get("Server-Timing"))
+        assert duration is not None and duration >= 0, response.headers
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("app;dur=12.5", 12.5),
+        ('db;dur=3, app;desc="x";dur=4', 4.0),
+        ("db;dur=3", None),
+        ("app;dur=abc", None),
+        (None, None),
+    ],
+)
+def test_server_timing_parses_the_app_duration(header: str | None, expected: float | None) -> None:
+    assert parse_duration_ms(header) == expected
