@@ -174,6 +174,19 @@ def flask_rows(part: dict[str, Any]) -> list[Row]:
             "",
             "",
         ),
+    ] + [
+        (
+            "flask",
+            f"  {label} p50/p95/p99 ms",
+            fmt_latencies(part[key]),
+            "",
+            "",
+        )
+        for key, label in (
+            ("server_201", "of which the server's own (Server-Timing)"),
+            ("outside_201", "of which outside the server (client, socket, loop)"),
+        )
+        if (part.get(key) or {}).get("n")
     ]
 
 

@@ -210,3 +210,10 @@ def test_producer_ratios_print_with_their_rounds_spread():
     part = {**RESULT["producer"], "producer_ratio_pairs": pairs}
     row = next(r for r in summary_rows({"producer": part}) if r[1].startswith("records/s pull"))
     assert row[4] == "0.900 (0.80-1.20) UNRELIABLE"
+
+
+def test_the_flask_latency_is_split_into_server_and_outside_when_measured():
+    part = {**RESULT["flask"], "server_201": LAT, "outside_201": {"n": 0}}
+    labels = [r[1] for r in summary_rows({"flask": part})]
+    assert "  of which the server's own (Server-Timing) p50/p95/p99 ms" in labels
+    assert not any("outside the server" in label for label in labels)  # nothing measured
