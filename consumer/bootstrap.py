@@ -15,6 +15,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception
 from consumer.config import ConsumerConfig, ConsumerSettings, build_config, resolve_topics
 from consumer.http_server import StatusServer
 from consumer.kafka_source import KafkaSource, consumer_config
+from consumer.late_notices import KafkaNoticeSink, LateNotifier, MongoRollupIndex, NotifyingStore
 from consumer.metrics import ConsumerMetrics
 from consumer.mongo_store import MongoStore, describe, is_transient, mongo_client
 from consumer.pipeline import PipelineContext
@@ -22,7 +23,7 @@ from consumer.service import ConsumerService, Reloader, utc_now
 from consumer.status import ConsumerState
 from db.bootstrap import bootstrap as bootstrap_db
 from db.schema import schema_of
-from headwater.clients import backoff, kafka_security
+from headwater.clients import backoff, kafka_security, producer_config
 from headwater.kafka_access import create_topics
 from headwater.kafka_admin import admin_client
 from headwater.settings import Settings
@@ -150,7 +151,16 @@ def build_consumer(
         config,
         ctx,
         source,
-        MongoStore(client[config.mongo_db]),
+        NotifyingStore(
+            MongoStore(client[config.mongo_db]),
+            LateNotifier(
+                MongoRollupIndex(client[config.mongo_db]),
+                KafkaNoticeSink(
+                    settings.kafka.late_notices_topic,
+                    producer_config(settings, role="consumer"),
+                ),
+            ),
+        ),
         state,
         metrics,
         catalog=Reloader(

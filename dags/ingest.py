@@ -6,8 +6,10 @@ runs only the latest interval, and past ones are filled deliberately with a back
 never floods the cluster unasked. `pull_and_produce` returns (pulled, produced, bytes, seconds,
 window) as its XCom, visible in the UI; `reconcile` then waits (bounded) until MongoDB holds the
 window and fails the run, with the numbers in its log, unless pulled == produced == stored +
-rejected. A source that refuses the request (a 4xx other than 429) or answers something that is
-not a page fails `pull_and_produce` at once with the source's answer, without retries.
+rejected, and on success emits an asset event for the source's collection naming the window
+(rollup_readings is scheduled on it). A source that refuses the request (a 4xx other than 429)
+or answers something that is not a page fails `pull_and_produce` at once with the source's
+answer, without retries.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from airflow.sdk import DAG, dag, get_current_context, task
 from airflow.timetables.interval import DeltaDataIntervalTimetable
 
 from headwater.airflow_errors import fail_without_retry
+from headwater.assets import collection_asset
 from headwater.dag_defaults import START, default_args, window_params
+from headwater.reconcile import reconciled_extra
 from headwater.sources import Source, load_sources
 
 
@@ -62,11 +66,20 @@ def build_ingest_dag(source: Source) -> DAG:
                     context["run_id"],
                 )
 
-        @task(task_id="reconcile")
+        # The source's collection as an asset: a reconciled window is an asset event, with the
+        # window in its extra, for scheduled, manual and backfill runs alike (rollup_readings
+        # is scheduled on the readings asset and recomputes exactly that window).
+        collection = collection_asset(source.collection)
+
+        @task(task_id="reconcile", outlets=[collection])
         def reconcile(ingested: dict[str, Any]) -> dict[str, Any]:
             from producer.service import reconcile_run
 
-            return reconcile_run(source.name, ingested)
+            tally = reconcile_run(source.name, ingested)
+            get_current_context()["outlet_events"][collection].extra = reconciled_extra(
+                source, ingested, tally
+            )
+            return tally
 
         reconcile(pull_and_produce())
 

@@ -1,31 +1,33 @@
-"""Recompute the 10 s and 1 min rollups of `readings` for each 5-minute interval.
+"""Recompute the 10 s and 1 min rollups of `readings` for exactly the windows whose data changed.
 
-Idempotent: each window's document is replaced whole, so any interval can run again (a backfill,
-a retry, a late reading) without changing what is already right. A manual run takes the `since`
-and `until` params (whole minutes). `catchup=False`: after downtime only the latest interval runs;
-past ones are filled deliberately with a backfill. The task's counts are its XCom.
+Scheduled on assets, not on a clock: `readings` (each ingest DAG's reconcile emits an event
+naming the window it reconciled: scheduled, manual and backfill runs alike) or `late_readings`
+(an AssetWatcher turns each late-data notice the consumer publishes into an event naming the
+rolled-up windows a stored reading changed). A run recomputes every window its events name, each
+once, however many events a burst queued (headwater.rollups.windows_to_recompute). A manual run
+with the `since` and `until` params (whole minutes) recomputes that range instead: the way to
+rebuild any range by hand. Idempotent: each window's document is replaced whole. One run at a
+time, so two runs never race on a window. The task's counts and windows are its XCom.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import dag, get_current_context, task
-from airflow.timetables.interval import DeltaDataIntervalTimetable
 
+from headwater.assets import READINGS, READINGS_ROLLUP, late_readings_asset
 from headwater.dag_defaults import START, default_args, window_params
 
 
 @dag(
     dag_id="rollup_readings",
-    description="Recompute 10 s and 1 min rollups of readings into readings_rollup",
-    # Explicitly a data-interval timetable: a bare timedelta is a trigger timetable in Airflow 3,
-    # whose runs have zero-width intervals. 5 minutes is a whole number of every window size.
-    schedule=DeltaDataIntervalTimetable(timedelta(minutes=5)),
+    description="Recompute 10 s and 1 min rollups of the readings windows that changed",
+    schedule=READINGS | late_readings_asset(),
     start_date=START,
     catchup=False,
-    # One at a time: two runs over neighbouring intervals never race on the same collection.
+    # One at a time: two runs over neighbouring windows never race on the same documents, and
+    # events queued meanwhile are coalesced into the next run.
     max_active_runs=1,
     default_args=default_args(),
     tags=["headwater", "rollups"],
@@ -33,16 +35,22 @@ from headwater.dag_defaults import START, default_args, window_params
     doc_md=__doc__,
 )
 def rollup_readings() -> None:
-    @task(task_id="recompute_rollups")
+    @task(task_id="recompute_rollups", outlets=[READINGS_ROLLUP])
     def recompute() -> dict[str, Any]:
-        from headwater.rollups import rollup_run
+        from headwater.rollups import rollup_events_run
 
         context = get_current_context()
-        return rollup_run(
-            context.get("data_interval_start"),
-            context.get("data_interval_end"),
-            dict(context["params"]),
-        )
+        extras = [
+            dict(event.extra or {})
+            for events in context["triggering_asset_events"].values()
+            for event in events
+        ]
+        result = rollup_events_run(extras, dict(context["params"]))
+        context["outlet_events"][READINGS_ROLLUP].extra = {
+            "windows": result["windows"],
+            "rollups": result["rollups"],
+        }
+        return result
 
     recompute()
 

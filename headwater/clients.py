@@ -182,15 +182,22 @@ def delay_after(wait: wait_base, failures: int) -> float:
 
 
 def airflow_connections(settings: Settings) -> dict[str, str]:
-    """AIRFLOW_CONN_KAFKA_DEFAULT and AIRFLOW_CONN_MONGO_DEFAULT, in Airflow's JSON form."""
+    """AIRFLOW_CONN_KAFKA_DEFAULT, AIRFLOW_CONN_KAFKA_LATE_NOTICES and AIRFLOW_CONN_MONGO_DEFAULT,
+    in Airflow's JSON form."""
     return {
         "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(_kafka_connection(settings)),
+        "AIRFLOW_CONN_KAFKA_LATE_NOTICES": json.dumps(
+            _kafka_connection(settings, settings.kafka.late_watch_group)
+        ),
         "AIRFLOW_CONN_MONGO_DEFAULT": json.dumps(_mongo_connection(settings)),
     }
 
 
-def _kafka_connection(settings: Settings) -> dict[str, Any]:
-    """`kafka_default`: the Kafka provider's hooks use its extra as the librdkafka config."""
+def _kafka_connection(settings: Settings, group: str | None = None) -> dict[str, Any]:
+    """`kafka_default`: the Kafka provider's hooks use its extra as the librdkafka config.
+
+    With `group`: the same principal in a group of its own (`kafka_late_notices`, the late-data
+    AssetWatcher's, which commits its offsets there)."""
     return {
         "conn_type": "kafka",
         "extra": {
@@ -198,7 +205,7 @@ def _kafka_connection(settings: Settings) -> dict[str, Any]:
             # The health checks' principal: it may describe the cluster, the pipeline's topics
             # and the consumer group, nothing else. Airflow masks the password in its UI and logs.
             **kafka_security(settings, "health"),
-            "group.id": settings.kafka.consumer_group,
+            "group.id": group or settings.kafka.consumer_group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
         },

@@ -13,6 +13,10 @@ The roles, and all that each may do:
 - health:   describe the cluster, each pipeline topic and those groups (watermarks, committed
             offsets, lag): what the Airflow health checks and reconcile need to look.
 
+One small topic is not a source's: the late-data notices (`kafka.late_notices_topic`). The
+consumer writes it (and nothing else); the health principal reads it in its own group
+(`kafka.late_watch_group`), for Airflow's AssetWatcher (dags/rollups.py).
+
 The rules are data (Grant) so they are tested without a cluster; `apply_access` and
 `grant_topics` make a live cluster match them, idempotently (an ACL that exists is kept, a
 credential is re-set from settings).
@@ -99,7 +103,20 @@ def standing_grants(settings: Settings) -> list[Grant]:
         settings.kafka.consumer_group
     ):
         grants += group_grants(settings.consumer.group)
-    return [*grants, Grant("health", "cluster", CLUSTER, "describe")]
+    return [*grants, *late_notice_grants(settings), Grant("health", "cluster", CLUSTER, "describe")]
+
+
+def late_notice_grants(settings: Settings) -> list[Grant]:
+    """The consumer publishes late-data notices; Airflow's watcher (health) reads them."""
+    topic, group = settings.kafka.late_notices_topic, settings.kafka.late_watch_group
+    return [
+        Grant("consumer", "topic", topic, "write"),
+        Grant("consumer", "topic", topic, "describe"),
+        Grant("health", "topic", topic, "read"),
+        Grant("health", "topic", topic, "describe"),
+        Grant("health", "group", group, "read"),
+        Grant("health", "group", group, "describe"),
+    ]
 
 
 def principal(settings: Settings, role: str) -> str:

@@ -138,3 +138,19 @@ def reconcile(
             )
             raise ReconcileError(f"source {source.name} run {run_id}: {problem}")
         sleep(poll_s)
+
+
+def reconciled_extra(
+    source: Source, ingested: Mapping[str, Any], tally: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The extra of the asset event a reconciled window emits: which window of which source
+    landed, by which run, with its counts (what rollup_readings recomputes from)."""
+    return {
+        "source": source.name,
+        "topic": source.topic,
+        "collection": source.collection,
+        "since": ingested["since"],
+        "until": ingested["until"],
+        "run_id": ingested["run_id"],
+        **{k: tally[k] for k in ("pulled", "produced", "stored", "rejected") if k in tally},
+    }

@@ -21,6 +21,7 @@ from pymongo.database import Database
 
 from headwater.clients import mongo_client
 from headwater.contracts import Collections
+from headwater.late_data import merge_ranges, parse_time
 from headwater.settings import get_settings
 from headwater.sources import ensure_utc
 from headwater.windows import run_window
@@ -238,31 +239,91 @@ def _write(collection: Any, ops: list[ReplaceOne], counts: dict[str, int]) -> No
     counts["matched"] += result.matched_count
 
 
+def align_outward(since: datetime, until: datetime) -> tuple[datetime, datetime]:
+    """[since, until) widened to whole ALIGNMENT windows: every window it touches, whole."""
+    start = window_start(since, ALIGNMENT)
+    end = window_start(until, ALIGNMENT)
+    if end < ensure_utc(until):
+        end += ALIGNMENT
+    return start, end
+
+
+def windows_to_recompute(
+    extras: Iterable[Mapping[str, Any]],
+) -> list[tuple[datetime, datetime]]:
+    """The ranges the triggering asset events name, aligned and merged (each window once).
+
+    Two kinds of event: an ingest DAG's reconcile (extra `since`/`until`: the reconciled window,
+    widened to whole minutes) and the late-data watcher's (extra `payload`: a notice whose
+    `windows` are whole minutes already). Events naming another collection, or nothing usable,
+    are skipped; so a burst of notices for one window recomputes it once.
+    """
+    ranges: list[tuple[datetime, datetime]] = []
+    for extra in extras:
+        notice = extra.get("payload") if isinstance(extra.get("payload"), Mapping) else None
+        try:
+            if notice is not None:
+                if notice.get("collection") != Collections.READINGS:
+                    continue
+                for since, until in notice.get("windows") or []:
+                    ranges.append(align_outward(parse_time(since), parse_time(until)))
+            elif "since" in extra and "until" in extra:
+                if extra.get("collection", Collections.READINGS) != Collections.READINGS:
+                    continue
+                ranges.append(align_outward(parse_time(extra["since"]), parse_time(extra["until"])))
+        except (ValueError, TypeError) as exc:
+            log.warning("rollup trigger skipped (unusable extra %r): %s", extra, exc)
+    return merge_ranges(ranges)
+
+
+def _recompute_ranges(ranges: list[tuple[datetime, datetime]]) -> dict[str, Any]:
+    settings = get_settings()
+    started = time.monotonic()
+    totals = {"readings": 0, "rollups": 0, "upserted": 0, "modified": 0, "matched": 0}
+    client = mongo_client(settings)
+    try:
+        for since, until in ranges:
+            counts = recompute_rollups(client[settings.mongo.db], since, until)
+            for name, value in counts.items():
+                totals[name] += value
+            log.info(
+                "rollups recomputed since=%s until=%s readings=%d rollups=%d upserted=%d "
+                "modified=%d",
+                since.isoformat(),
+                until.isoformat(),
+                counts["readings"],
+                counts["rollups"],
+                counts["upserted"],
+                counts["modified"],
+            )
+    finally:
+        client.close()
+    return {
+        **totals,
+        "windows": [[a.isoformat(), b.isoformat()] for a, b in ranges],
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
 def rollup_run(
     interval_start: datetime | None, interval_end: datetime | None, params: dict[str, Any]
 ) -> dict[str, Any]:
-    """The rollup DAG's task: recompute the run's window in the configured database."""
+    """Recompute one explicit window (a manual run's `since`/`until`, or a data interval)."""
     since, until = run_window(interval_start, interval_end, params)
-    settings = get_settings()
-    started = time.monotonic()
-    client = mongo_client(settings)
-    try:
-        counts = recompute_rollups(client[settings.mongo.db], since, until)
-    finally:
-        client.close()
-    result: dict[str, Any] = {
-        **counts,
-        "since": since.isoformat(),
-        "until": until.isoformat(),
-        "seconds": round(time.monotonic() - started, 3),
-    }
+    result = _recompute_ranges([(ensure_utc(since), ensure_utc(until))])
+    return {**result, "since": since.isoformat(), "until": until.isoformat()}
+
+
+def rollup_events_run(extras: list[Mapping[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    """The rollup DAG's task: a manual run recomputes its `since`/`until` params; an
+    asset-triggered run recomputes exactly the windows its events name (each once)."""
+    if params.get("since") or params.get("until"):
+        return {**rollup_run(None, None, params), "events": len(extras), "trigger": "manual"}
+    ranges = windows_to_recompute(extras)
     log.info(
-        "rollups recomputed since=%s until=%s readings=%d rollups=%d upserted=%d modified=%d",
-        result["since"],
-        result["until"],
-        counts["readings"],
-        counts["rollups"],
-        counts["upserted"],
-        counts["modified"],
+        "rollup run events=%d ranges=%d %s",
+        len(extras),
+        len(ranges),
+        ",".join(f"{a.isoformat()}..{b.isoformat()}" for a, b in ranges) or "-",
     )
-    return result
+    return {**_recompute_ranges(ranges), "events": len(extras), "trigger": "assets"}

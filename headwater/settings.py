@@ -76,6 +76,10 @@ class KafkaSettings(BaseSettings):
     # One broker may be lost while acks=all still waits for every replica that is in sync.
     min_insync_replicas: int = 1
     consumer_group: str = "headwater-consumer"
+    # Late data: the consumer publishes a notice here when it stores readings whose 1-minute
+    # window already has a rollup; Airflow's AssetWatcher reads it in this group (dags/rollups.py).
+    late_notices_topic: str = "headwater-late-readings"
+    late_watch_group: str = "headwater-late-watch"
     # Producer: how long a message may stay undelivered before the produce fails, and its batching.
     delivery_timeout_ms: int = 120_000
     compression: str = "lz4"

@@ -24,7 +24,7 @@ from db.bootstrap import bootstrap
 from db.schema import schema_of
 from headwater.clients import mongo_client
 from headwater.kafka_access import apply_access
-from headwater.kafka_admin import admin_client, ensure_topics
+from headwater.kafka_admin import admin_client, ensure_topics, wait_replicated
 from headwater.settings import Settings
 from headwater.sources import Catalog, Source, load_catalog
 from producer.kafka_out import encode_value, message_headers, message_key
@@ -55,6 +55,10 @@ def apply(settings: Settings, catalog: Catalog | None = None) -> Applied:
     # the topic exists: see kafka_access.create_topics).
     acls = apply_access(admin, settings, catalog.topics)
     created = ensure_topics(admin, catalog.topics, kafka.partitions, kafka.replication_factor)
+    # The late-data notices: one partition is plenty (a notice per batch at most, read by one
+    # watcher), replicated like every topic.
+    created += ensure_topics(admin, [kafka.late_notices_topic], 1, kafka.replication_factor)
+    wait_replicated(admin, [kafka.late_notices_topic], kafka.replication_factor)
     with mongo_client(settings) as client:
         report = bootstrap(
             client[settings.mongo.db],

@@ -1,4 +1,6 @@
-"""`airflow backfill create` on the running stack fills MongoDB exactly; again changes nothing."""
+"""`airflow backfill create` of an ingest DAG on the running stack fills MongoDB exactly, rollups
+included (rollup_readings runs on the reconciles' asset events, nothing else is triggered); again
+changes nothing."""
 
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ import requests
 
 from headwater.clients import mongo_client
 from headwater.reconcile import count
+from headwater.rollups import rollup_readings
 from headwater.settings import REPO_ROOT, Settings
 from infra.airflow import airflow_token
 from producer.simulator import malformed_kind, readings
+from tests.integration.airflow_helpers import asset_event_ids, consumed_event_ids, dag_runs
 
 # A past hour of its own per run, so a reused test stack's earlier backfills never mix in.
 HOUR = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(hours=random.randrange(24 * 360))
@@ -141,13 +145,60 @@ def snapshot(settings: Settings) -> dict[str, Any]:
     return {"stored": stored, "rollups": per_window, "rejected": rejects}
 
 
+def rollups_from_scratch(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The hour's rollups recomputed in memory from the readings MongoDB holds now, in the order
+    recompute_rollups reads them (so the float sums are bit-identical)."""
+    hour = {"$gte": HOUR, "$lt": HOUR + timedelta(hours=1)}
+    with mongo_client(settings) as client:
+        cursor = client[settings.mongo.db].readings.find(
+            {"ts": hour},
+            {"device_id": 1, "sensor": 1, "value": 1, "unit": 1, "ts": 1},
+            sort=[("ts", 1), ("_id", 1)],
+        )
+        return {doc["_id"]: doc for doc in rollup_readings(cursor)}
+
+
+def stored_rollups(settings: Settings) -> dict[str, dict[str, Any]]:
+    with mongo_client(settings) as client:
+        docs = client[settings.mongo.db].readings_rollup.find(
+            {"start": {"$gte": HOUR, "$lt": HOUR + timedelta(hours=1)}}
+        )
+        return {doc["_id"]: doc for doc in docs}
+
+
+def wait_rollups_settled(settings: Settings, after: datetime, timeout_s: float = 600) -> None:
+    """Wait (bounded) until every asset event the ingest runs emitted since `after` has been
+    consumed by a rollup_readings run that succeeded, and no rollup run is queued or running."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        emitted = asset_event_ids(settings, "ingest_devices", after.isoformat())
+        runs = dag_runs(settings, "rollup_readings", run_after_gte=after.isoformat())
+        assert not [r for r in runs if r["state"] == "failed"], runs
+        busy = [r["dag_run_id"] for r in runs if r["state"] != "success"]
+        consumed: set[int] = set()
+        for run in runs:
+            if run["state"] == "success":
+                consumed |= consumed_event_ids(settings, "rollup_readings", run["dag_run_id"])
+        if emitted and emitted <= consumed and not busy:
+            return
+        assert time.monotonic() < deadline, (
+            f"rollup_readings not settled: {len(emitted - consumed)} of {len(emitted)} events "
+            f"unconsumed, busy runs {busy}"
+        )
+        time.sleep(3)
+
+
 @pytest.mark.timeout(1800)
 def test_backfilling_an_hour_twice_fills_mongo_exactly_once(unpaused: Settings) -> None:
     settings = unpaused
     valid = expected_readings(settings)
+    started = datetime.now(UTC)
 
+    # Only the ingest DAG is backfilled: its reconciles emit readings asset events, on which
+    # rollup_readings recomputes exactly the reconciled windows.
     backfill(settings, "ingest_devices", HOUR + timedelta(minutes=59), "none")
-    backfill(settings, "rollup_readings", HOUR + timedelta(minutes=55), "none")
+    wait_rollups_settled(settings, started)
+    assert stored_rollups(settings) == rollups_from_scratch(settings)
     first = snapshot(settings)
     assert first["stored"] == len(valid)
     minutes = {(r["device_id"], r["ts"][:16]) for r in valid}
@@ -158,6 +209,8 @@ def test_backfilling_an_hour_twice_fills_mongo_exactly_once(unpaused: Settings) 
     # one rejection per defective record of the hour, each with its reason
     assert sorted(k for k, _, _ in first["rejected"].values()) == sorted(invalid_keys(settings))
 
+    again = datetime.now(UTC)
     backfill(settings, "ingest_devices", HOUR + timedelta(minutes=59), "completed")
-    backfill(settings, "rollup_readings", HOUR + timedelta(minutes=55), "completed")
+    wait_rollups_settled(settings, again)
     assert snapshot(settings) == first
+    assert stored_rollups(settings) == rollups_from_scratch(settings)

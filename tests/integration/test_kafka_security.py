@@ -101,9 +101,13 @@ def test_the_consumer_reads_its_topics_but_cannot_write_or_delete_them(
 ) -> None:
     topic = pipeline_topics()[0]
     consumer_as_producer = {**producer_config(live_stack), **kafka_security(live_stack, "consumer")}
-    # Idempotent, as every Headwater producer: refused its producer id (no write on any topic).
+    # Idempotent, as every Headwater producer: it gets a producer id (it may write one topic,
+    # the late-data notices) and is refused on the source's topic.
     reports = deliveries(consumer_as_producer, topic, 1)
-    assert [r.code() if r else None for r in reports] == [KafkaError.CLUSTER_AUTHORIZATION_FAILED]
+    assert [r.code() if r else None for r in reports] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+    # ...while the notices topic takes its message (the control case).
+    notices = live_stack.kafka.late_notices_topic
+    assert deliveries(consumer_as_producer, notices, 1) == [None]
     # Plain: refused on the topic.
     reports = deliveries({**consumer_as_producer, "enable.idempotence": False}, topic, 1)
     assert [r.code() if r else None for r in reports] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]

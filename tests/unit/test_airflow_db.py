@@ -79,5 +79,9 @@ def test_airflow_gets_the_kafka_and_mongo_connections_from_clients(tmp_path: Pat
     settings = _settings(tmp_path)
     env = airflow_env(settings)
     connections = airflow_connections(settings)
-    assert set(connections) == {"AIRFLOW_CONN_KAFKA_DEFAULT", "AIRFLOW_CONN_MONGO_DEFAULT"}
+    assert set(connections) == {
+        "AIRFLOW_CONN_KAFKA_DEFAULT",
+        "AIRFLOW_CONN_KAFKA_LATE_NOTICES",
+        "AIRFLOW_CONN_MONGO_DEFAULT",
+    }
     assert {name: env[name] for name in connections} == connections

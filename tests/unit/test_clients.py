@@ -219,7 +219,11 @@ def test_backoff_is_what_tenacity_sleeps_between_attempts() -> None:
 
 def _connections(settings: Settings) -> tuple[dict, dict]:
     env = airflow_connections(settings)
-    assert set(env) == {"AIRFLOW_CONN_KAFKA_DEFAULT", "AIRFLOW_CONN_MONGO_DEFAULT"}
+    assert set(env) == {
+        "AIRFLOW_CONN_KAFKA_DEFAULT",
+        "AIRFLOW_CONN_KAFKA_LATE_NOTICES",
+        "AIRFLOW_CONN_MONGO_DEFAULT",
+    }
     return json.loads(env["AIRFLOW_CONN_KAFKA_DEFAULT"]), json.loads(
         env["AIRFLOW_CONN_MONGO_DEFAULT"]
     )
@@ -284,3 +288,15 @@ def test_mongo_connection_of_an_srv_uri_or_a_seed_list_keeps_the_hosts_whole() -
 def test_mongo_connection_refuses_another_scheme() -> None:
     with pytest.raises(ValueError, match="mongodb://"):
         airflow_connections(_settings("postgresql://h/db"))
+
+
+def test_the_late_data_watcher_reads_as_health_in_a_group_of_its_own() -> None:
+    settings = _settings()
+    default = json.loads(airflow_connections(settings)["AIRFLOW_CONN_KAFKA_DEFAULT"])
+    late = json.loads(airflow_connections(settings)["AIRFLOW_CONN_KAFKA_LATE_NOTICES"])
+    assert late["extra"]["group.id"] == settings.kafka.late_watch_group
+    assert default["extra"]["group.id"] != settings.kafka.late_watch_group
+    assert late["extra"]["sasl.username"] == "headwater-health"
+    assert {k: v for k, v in late["extra"].items() if k != "group.id"} == {
+        k: v for k, v in default["extra"].items() if k != "group.id"
+    }

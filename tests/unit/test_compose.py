@@ -153,6 +153,7 @@ def test_airflow_services_read_the_pipeline_env_names() -> None:
         "MONGO_URI",
         "KAFKA_BOOTSTRAP_SERVERS",
         "AIRFLOW_CONN_KAFKA_DEFAULT",
+        "AIRFLOW_CONN_KAFKA_LATE_NOTICES",
         "AIRFLOW_CONN_MONGO_DEFAULT",
     ):
         assert name in env, name

@@ -34,11 +34,25 @@ def test_on_a_topic_the_producer_writes_the_consumer_reads_and_health_only_looks
 def test_only_the_consumer_joins_the_group_and_no_client_role_administers_anything() -> None:
     grants = standing_grants(Settings())
     assert _rights(grants) == {
-        "consumer": {"read group headwater-consumer"},
-        "health": {"describe group headwater-consumer", "describe cluster kafka-cluster"},
+        # The consumer writes one topic only: the late-data notices, no source's.
+        "consumer": {
+            "read group headwater-consumer",
+            "write topic headwater-late-readings",
+            "describe topic headwater-late-readings",
+        },
+        "health": {
+            "describe group headwater-consumer",
+            "describe cluster kafka-cluster",
+            # Airflow's late-data watcher reads the notices in a group of its own.
+            "read topic headwater-late-readings",
+            "describe topic headwater-late-readings",
+            "read group headwater-late-watch",
+            "describe group headwater-late-watch",
+        },
     }
     # Prefixed: a bench's group named after the pipeline's is the consumer's too.
-    assert {g.pattern for g in grants if g.resource == "group"} == {"prefixed"}
+    assert {g.pattern for g in grants if g.name.startswith("headwater-consumer")} == {"prefixed"}
+    assert {g.pattern for g in grants if g.name.startswith("headwater-late")} == {"literal"}
     everything = grants + topic_grants("devices")
     assert not [g for g in everything if g.operation not in ("read", "write", "describe")]
     assert not [g for g in everything if g.role in ("admin", "broker")]
