@@ -40,7 +40,7 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from headwater.kafka_admin import ensure_topics, wait_replicated
+from headwater.kafka_admin import ensure_topics, wait_authorized, wait_replicated
 from headwater.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -181,13 +181,14 @@ def create_topics(admin: AdminClient, settings: Settings, topics: list[str]) -> 
     one metadata log that every broker applies in order, so a broker that knows the topic already
     enforces its ACLs. (Granted after the creation, a producer that is fast enough is refused
     with TOPIC_AUTHORIZATION_FAILED, which it does not retry.) Returns once every replica broker
-    holds every partition (see kafka_admin.wait_replicated): a broker still behind in the log
-    refuses the topic too.
+    holds every partition (see kafka_admin.wait_replicated) and every broker lets the producer and
+    consumer roles see it (kafka_admin.wait_authorized): a broker still behind refuses it too.
     """
     grant_topics(admin, settings, topics)
     k = settings.kafka
     created = ensure_topics(admin, topics, k.partitions, k.replication_factor)
     wait_replicated(admin, topics, k.replication_factor)
+    wait_authorized(settings, topics)
     return created
 
 

@@ -254,6 +254,45 @@ def wait_replicated(
     )(check)
 
 
+class TopicNotAuthorized(RuntimeError):
+    """A broker does not yet let a role see a topic it was granted."""
+
+
+def wait_authorized(
+    settings: Settings,
+    topics: list[str],
+    roles: tuple[str, ...] = ("producer", "consumer"),
+    timeout_s: float = 30.0,
+) -> None:
+    """Wait until every broker lets each of `roles` describe `topics`.
+
+    A full ISR is not enough: a broker applies a metadata delta's ACLs and its partitions through
+    separate publishers, so for a moment it may host a new topic and still refuse it to the role
+    granted it just before (seen under load: a bench's producer, 0.4 s after the topic's ISR was
+    full, got TOPIC_AUTHORIZATION_FAILED, which librdkafka does not retry). Each probe is a fresh
+    client bootstrapped on one broker only, so its metadata request goes to that broker.
+    """
+    brokers = [b.strip() for b in settings.kafka.bootstrap_servers.split(",") if b.strip()]
+
+    def check() -> None:
+        for role in roles:
+            for broker in brokers:
+                probe = AdminClient(admin_config(settings, role, **{"bootstrap.servers": broker}))
+                metadata = probe.list_topics(timeout=min(timeout_s, 10.0)).topics
+                for topic in topics:
+                    info = metadata.get(topic)
+                    if info is None or info.error is not None:
+                        error = info.error if info is not None else "absent"
+                        raise TopicNotAuthorized(f"{topic} on {broker} as {role}: {error}")
+
+    Retrying(
+        stop=stop_after_delay(timeout_s),
+        wait=wait_fixed(0.2),
+        retry=retry_if_exception_type((TopicNotAuthorized, KafkaException)),
+        reraise=True,
+    )(check)
+
+
 def _create_missing(
     admin: AdminClient,
     topics: list[str],
