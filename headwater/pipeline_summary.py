@@ -41,8 +41,10 @@ def dag_url(airflow_root: str, dag_id: str) -> str:
 
 
 def iso(value: Any) -> str | None:
-    """An instant as ISO-8601 UTC text (None stays None)."""
-    return as_utc(value).isoformat() if isinstance(value, datetime) else None
+    """An instant as ISO-8601 UTC text to the second (None stays None)."""
+    if not isinstance(value, datetime):
+        return None
+    return as_utc(value).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)

@@ -126,14 +126,11 @@ def _sources_table(sources: list[Mapping[str, Any]]) -> str:
     return _table(headers, rows, "sources")
 
 
-def _source_details(s: Mapping[str, Any]) -> str:
-    name = escape(s["name"])
-    parts = [
-        f'<section data-source-detail="{name}"><h3>{name}: topic {_text(s["topic"])} → '
-        f"collection {_text(s['collection'])}</h3>"
-    ]
-    lag_rows = [
-        f'<tr data-partition="{p["partition"]}">'
+def _lag_table(sources: list[Mapping[str, Any]]) -> str:
+    rows = [
+        f'<tr data-lag-source="{escape(s["name"])}" data-partition="{p["partition"]}">'
+        f"<td>{escape(s['name'])}</td>"
+        + _cell("topic", s["topic"])
         + _cell("partition", p["partition"], numeric=True)
         + _cell("committed", p["committed"], numeric=True)
         + _cell("high", p["high"], numeric=True)
@@ -141,13 +138,26 @@ def _source_details(s: Mapping[str, Any]) -> str:
         + _cell("member", p["member"])
         + f'<td data-field="member_live">{_status(p["member_live"], "live", "not live")}</td>'
         + "</tr>"
+        for s in sources
         for p in s["lag"]["partitions"]
     ]
-    if lag_rows:
-        headers = ("partition", "committed", "high watermark", "lag", "reported by", "member")
-        parts.append(_table(headers, lag_rows, f"lag-{name}"))
-    else:
-        parts.append('<p class="muted">No consumer member reports this topic.</p>')
+    if not rows:
+        return '<p class="muted">No consumer member reports any partition.</p>'
+    headers = (
+        "source",
+        "topic",
+        "partition",
+        "committed",
+        "high watermark",
+        "lag",
+        "reported by",
+        "member",
+    )
+    return _table(headers, rows, "lag")
+
+
+def _reconcile_history(s: Mapping[str, Any]) -> str:
+    name = escape(s["name"])
     runs = [
         "<tr>"
         + _cell("since", r["since"])
@@ -157,20 +167,32 @@ def _source_details(s: Mapping[str, Any]) -> str:
         + _cell("produced", r["produced"], numeric=True)
         + _cell("stored", r["stored"], numeric=True)
         + _cell("rejected", r["rejected"], numeric=True)
+        + _cell("reconciled_at", r["reconciled_at"])
         + _cell("run_id", r["run_id"])
         + _cell("error", r["error"], css="detail")
         + "</tr>"
         for r in s["recent_reconciles"]
     ]
-    if runs:
-        headers = ("since", "until", "outcome", "pulled", "produced", "stored", "rejected")
-        parts.append(
-            "<details><summary>latest reconciles</summary>"
-            + _table((*headers, "run", "error"), runs, f"reconciles-{name}")
-            + "</details>"
-        )
-    parts.append("</section>")
-    return "".join(parts)
+    if not runs:
+        return ""
+    headers = (
+        "since",
+        "until",
+        "outcome",
+        "pulled",
+        "produced",
+        "stored",
+        "rejected",
+        "reconciled at",
+        "run",
+        "error",
+    )
+    return (
+        f'<details data-reconciles="{name}"><summary>{name}: topic {_text(s["topic"])} → '
+        f"collection {_text(s['collection'])}, its latest reconciles ({len(runs)})</summary>"
+        + _table(headers, runs, f"reconciles-{name}")
+        + "</details>"
+    )
 
 
 def _health_table(health: list[Mapping[str, Any]]) -> str:
@@ -180,7 +202,7 @@ def _health_table(health: list[Mapping[str, Any]]) -> str:
         history = "".join(
             f'<li data-field="failure">{_text(f["at"])}: {_text(f["detail"])}'
             f' <span class="muted">(run {_text(f["dag_run_id"])}, '
-            f"{_text(f['failed_pokes'])} failed pokes"
+            f"red pokes: {_text(f['failed_pokes'])}"
             f"{', recovered' if f['recovered'] else ''})</span></li>"
             for f in h["failures"]
         )
@@ -221,7 +243,8 @@ def render_page(summary: Mapping[str, Any], api_url: str = "api/summary") -> str
     failing = o["checks_failing"]
     failed = o["failed_reconciles"]
     badges = (
-        f'<span data-field="checks_failing">{_status(not failing, "all checks passing")}'
+        f'<span data-field="checks_failing">'
+        f"{_status(not failing, 'all checks passing', 'checks failing')}"
         f"{': ' + escape(', '.join(failing)) if failing else ''}</span>"
         f'<span data-field="failed_reconciles">'
         f"{_status(not failed, 'every last reconcile ok', 'reconcile failed')}"
@@ -241,8 +264,9 @@ def render_page(summary: Mapping[str, Any], api_url: str = "api/summary") -> str
         f'<p class="badges">{badges}</p>'
         "<h2>Sources: last reconciled window</h2>"
         + _sources_table(summary["sources"])
+        + "".join(_reconcile_history(s) for s in summary["sources"])
         + "<h2>Consumer lag per partition</h2>"
-        + "".join(_source_details(s) for s in summary["sources"])
+        + _lag_table(summary["sources"])
         + f"<h2>Consumer members (group {_text(consumer['group'])})</h2>"
         + _members_table(consumer)
         + "<h2>Health checks</h2>"

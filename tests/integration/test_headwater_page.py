@@ -100,9 +100,10 @@ def _check_page_against(frame: FrameLocator, summary: dict[str, Any]) -> None:
         for field in ("pulled", "produced", "stored", "rejected"):
             expect(row.locator(f'[data-field="{field}"]')).to_have_text(_shown(last.get(field)))
         expect(row.locator('[data-field="lag_total"]')).to_have_text(_shown(source["lag"]["total"]))
-        detail = frame.locator(f'[data-source-detail="{source["name"]}"]')
         for part in source["lag"]["partitions"]:
-            cells = detail.locator(f'tr[data-partition="{part["partition"]}"]')
+            cells = frame.locator(
+                f'tr[data-lag-source="{source["name"]}"][data-partition="{part["partition"]}"]'
+            )
             expect(cells.locator('[data-field="lag"]')).to_have_text(_shown(part["lag"]))
             expect(cells.locator('[data-field="committed"]')).to_have_text(
                 _shown(part["committed"])
@@ -186,7 +187,10 @@ def test_the_headwater_page_needs_a_login_and_shows_the_figures_its_api_reports(
             expect(frame.locator(f'tr[data-check="{CHECK_HEALTHZ}"]')).to_contain_text(
                 f"{health_run}: events-api refused"
             )
-            page.screenshot(path=str(SHOT), full_page=True)
+            # Tall enough for the whole page to show in the UI's frame (it scrolls on its own).
+            page.set_viewport_size({"width": 1500, "height": 2600})
+            expect(frame.locator('[data-testid="dags"]')).to_be_in_viewport()
+            page.screenshot(path=str(SHOT))
 
             # A DAG link moves the Airflow UI itself to the DAG, not the frame.
             row = frame.locator('tr[data-source="devices"]')
