@@ -5,6 +5,7 @@ checks' latest results and failures."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 from playwright.sync_api import FrameLocator, Page, expect, sync_playwright
+from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 
 from headwater.clients import mongo_client
@@ -25,6 +27,7 @@ from headwater.contracts import Collections
 from headwater.health_checks import CHECK_HEALTHZ, CHECK_LAG, health_result
 from headwater.reconcile_log import reconcile_id
 from headwater.settings import REPO_ROOT, Settings
+from headwater.sources import load_sources
 from infra import stack
 from infra.airflow import airflow_token
 from producer.simulator import malformed_kind, readings
@@ -200,3 +203,51 @@ def test_the_headwater_page_needs_a_login_and_shows_the_figures_its_api_reports(
         finally:
             browser.close()
     assert SHOT.stat().st_size > 10_000
+
+
+class _Finds(monitoring.CommandListener):
+    """Every find command a client sends."""
+
+    def __init__(self) -> None:
+        self.commands: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find":
+            self.commands.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def _index_names(plan: Any) -> list[str]:
+    if isinstance(plan, dict):
+        found = [plan["indexName"]] if plan.get("stage") == "IXSCAN" else []
+        return found + [n for v in plan.values() for n in _index_names(v)]
+    if isinstance(plan, list):
+        return [n for v in plan for n in _index_names(v)]
+    return []
+
+
+def test_every_read_behind_the_page_is_bounded_and_uses_an_index(
+    live_stack: Settings, probes: ModuleType
+) -> None:
+    store = importlib.import_module("headwater_ui.ui_store")
+    finds = _Finds()
+    # The plugin's probes fixture puts the plugins folder on sys.path, as Airflow does.
+    uri = live_stack.mongo.uri
+    with MongoClient(uri, tz_aware=True, event_listeners=[finds]) as client:
+        db = client[live_stack.mongo.db]
+        store.read_inputs(
+            db, list(load_sources().values()), group="headwater-consumer", stale_after_s=30.0
+        )
+        assert finds.commands
+        for command in finds.commands:
+            assert command.get("limit", 0) > 0, command
+            query = {
+                k: command[k] for k in ("filter", "sort", "limit", "projection") if k in command
+            }
+            plan = db.command("explain", {"find": command["find"], **query})
+            assert _index_names(plan), f"{command['find']} {query} scans: {plan}"
