@@ -55,6 +55,23 @@ OWN_VALIDATORS: dict[str, dict[str, Any]] = {
             "rejected_at": {"bsonType": "date"},
         },
     ),
+    Collections.RECONCILE_RUNS: _schema(
+        ["_id", "source", "since", "until", "run_id", "outcome", "reconciled_at"],
+        {
+            "_id": {"bsonType": "string"},
+            "source": {"bsonType": "string"},
+            "since": {"bsonType": "date"},
+            "until": {"bsonType": "date"},
+            "run_id": {"bsonType": "string"},
+            "outcome": {"enum": ["ok", "failed"]},
+            "pulled": {"bsonType": INT, "minimum": 0},
+            "produced": {"bsonType": INT, "minimum": 0},
+            "stored": {"bsonType": [*INT, "null"], "minimum": 0},
+            "rejected": {"bsonType": [*INT, "null"], "minimum": 0},
+            "error": {"bsonType": ["string", "null"]},
+            "reconciled_at": {"bsonType": "date"},
+        },
+    ),
     Collections.READINGS_ROLLUP: _schema(
         ["_id", "device_id", "sensor", "window", "start", "end", "count", "sum", "min", "max"],
         {
@@ -97,12 +114,20 @@ OWN_INDEXES: tuple[Index, ...] = (
     Index(Collections.READINGS_ROLLUP, "window_start", (("window", 1), ("start", 1))),
     Index(Collections.PIPELINE_STATUS, "heartbeat_at", (("heartbeat_at", -1),)),
     Index(Collections.HEALTH_CHECKS, "checked_at", (("checked_at", -1),)),
+    # the Headwater page: each check's latest result, and its latest failures
+    Index(Collections.HEALTH_CHECKS, "check_checked_at", (("check", 1), ("checked_at", -1))),
+    Index(Collections.HEALTH_CHECKS, "check_last_failure", (("check", 1), ("last_failure.at", -1))),
+    # the Headwater page: each source's latest reconciles
+    Index(
+        Collections.RECONCILE_RUNS, "source_reconciled_at", (("source", 1), ("reconciled_at", -1))
+    ),
 )
 OWN_COLLECTIONS: tuple[str, ...] = (
     Collections.REJECTED,
     Collections.READINGS_ROLLUP,
     Collections.PIPELINE_STATUS,
     Collections.HEALTH_CHECKS,
+    Collections.RECONCILE_RUNS,
 )
 
 

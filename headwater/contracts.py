@@ -37,6 +37,7 @@ class Collections:
     READINGS_ROLLUP = "readings_rollup"
     PIPELINE_STATUS = "pipeline_status"
     HEALTH_CHECKS = "health_checks"
+    RECONCILE_RUNS = "reconcile_runs"
 
 
 class ContractError(ValueError):

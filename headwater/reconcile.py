@@ -23,7 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class ReconcileError(RuntimeError):
-    """What was produced for a window did not all arrive in MongoDB."""
+    """What was produced for a window did not all arrive in MongoDB; `tally` holds the numbers."""
+
+    def __init__(self, message: str, tally: Tally | None = None) -> None:
+        super().__init__(message)
+        self.tally = tally
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ def reconcile(
                 tally.as_dict(),
                 problem,
             )
-            raise ReconcileError(f"source {source.name} run {run_id}: {problem}")
+            raise ReconcileError(f"source {source.name} run {run_id}: {problem}", tally)
         sleep(poll_s)
 
 

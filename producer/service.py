@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import closing
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from headwater.clients import mongo_client, producer_config
 from headwater.kafka_admin import admin_client, group_offsets
-from headwater.reconcile import reconcile, wait_for_commits
+from headwater.reconcile import Tally, reconcile, wait_for_commits
+from headwater.reconcile_log import reconcile_and_record, record_reconcile
 from headwater.settings import Settings, get_settings
 from headwater.sources import Source, ensure_utc, get_source
 from headwater.windows import run_window
@@ -87,9 +88,27 @@ def ingest_run(
 
 def reconcile_run(source_name: str, ingested: dict[str, Any]) -> dict[str, Any]:
     """What an ingest DAG's reconcile task does: wait until the consumer committed past what the
-    run produced, then count the run's own keys in MongoDB and compare."""
+    run produced, then count the run's own keys in MongoDB and compare. Its outcome, passed or
+    failed, is recorded in reconcile_runs (the Headwater page in the Airflow UI shows it)."""
     settings = get_settings()
     source = get_source(source_name)
+
+    def record(doc: dict[str, Any]) -> None:
+        with mongo_client(settings) as client:
+            record_reconcile(client[settings.mongo.db], doc)
+
+    tally = reconcile_and_record(
+        source,
+        ingested,
+        run=lambda: _reconcile(settings, source, ingested),
+        record=record,
+        now=lambda: datetime.now(UTC),
+    )
+    return tally.as_dict()
+
+
+def _reconcile(settings: Settings, source: Source, ingested: dict[str, Any]) -> Tally:
+    source_name = source.name
     # Reading watermarks and the group's commits is the health principal's (describe only).
     admin = admin_client(settings, "health")
     group = settings.consumer.group or settings.kafka.consumer_group
@@ -121,4 +140,4 @@ def reconcile_run(source_name: str, ingested: dict[str, Any]) -> dict[str, Any]:
             timeout_s=10.0 if gaps else 60.0,
             poll_s=3.0,
         )
-    return tally.as_dict()
+    return tally
