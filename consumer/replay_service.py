@@ -19,7 +19,6 @@ from consumer.messages import InboundMessage
 from consumer.pipeline import PipelineContext, Stored, WritePlan
 from consumer.replay import (
     Selection,
-    SelectionError,
     Tally,
     Verdict,
     against_stored,
@@ -221,8 +220,9 @@ def replay_run(params: Mapping[str, Any], run_id: str) -> dict[str, Any]:
     settings = get_settings()
     catalog = load_catalog(settings)
     if catalog.file_problems:
-        # A declarations file caught mid-edit must not make every reject look contract-less.
-        raise SelectionError(f"declarations unreadable: {catalog.file_problems}")
+        # A declarations file caught mid-edit must not make its rejects look contract-less; the
+        # task's retry reads it again.
+        raise RuntimeError(f"declarations unreadable: {catalog.file_problems}")
     ctx = replay_context(
         catalog,
         settings.consumer.topics,
