@@ -20,9 +20,15 @@ import pytest
 import requests
 from pymongo.database import Database
 
+from consumer.messages import InboundMessage
+from consumer.pipeline import Rejected, process_message
+from consumer.replay import Selection, replay_context
+from consumer.replay_service import MongoReplayStore, replay_rejects
+from headwater.clients import mongo_client
 from headwater.contracts import Collections
 from headwater.kafka_admin import admin_client, delete_topics
 from headwater.settings import Settings
+from headwater.sources import build_catalog
 from tests.integration import test_new_source as new_source
 from tests.integration.kafka_helpers import produce_all
 from tests.integration.test_new_source import airflow, assigned, forget, wait_for
@@ -261,3 +267,53 @@ def test_a_contract_fix_and_a_replay_land_the_rejects_once_and_a_second_replay_c
         delete_topics(admin_client(settings), [name])
         db.drop_collection(collection)
         db[Collections.REJECTED].delete_many({"topic": name})
+
+
+def test_thousands_of_rejects_replay_in_chunks_on_one_cursor_while_their_rejects_are_deleted(
+    live_stack: Settings, unique_name: str
+) -> None:
+    """The MongoDB adapter on the real server: the cursor keeps streaming (getMore after getMore)
+    while each chunk's rejects are deleted behind it, and every record lands exactly once."""
+    strict, relaxed = scans_entry("parcels", 10), scans_entry("parcels", 100)
+    contexts = [
+        replay_context(build_catalog([("test", {"sources": {"parcels": e}})]))
+        for e in (strict, relaxed)
+    ]
+    records = [
+        {
+            "scan_id": f"S{i:05d}",
+            "hub": "AMS",
+            "scanned_at": "2026-05-02T10:00:00Z",
+            "weight_kg": 11 + i % 40,
+        }
+        for i in range(2600)
+    ]
+    rejects = []
+    for i, record in enumerate(records):
+        message = InboundMessage(
+            "parcels",
+            i % 3,
+            i,
+            record["scan_id"].encode(),
+            json.dumps(record).encode(),
+            (("schema_version", b"1"),),
+        )
+        outcome = process_message(message, contexts[0], datetime.now(UTC))
+        assert isinstance(outcome, Rejected)
+        rejects.append({"_id": outcome.doc_id, **outcome.document})
+    with mongo_client(live_stack) as client:
+        scratch = client[unique_name]
+        try:
+            scratch[Collections.REJECTED].insert_many(rejects)
+            store = MongoReplayStore(scratch)
+            tally = replay_rejects(store, contexts[1], Selection(), dry_run=False, chunk_size=500)
+            assert tally.selected == len(records) and tally.removed == len(records)
+            assert tally.stored == {relaxed["collection"]: len(records)}
+            collection = scratch[relaxed["collection"]]
+            assert collection.count_documents({}) == len(records)
+            assert sorted(collection.distinct("_id")) == [r["scan_id"] for r in records]
+            assert scratch[Collections.REJECTED].count_documents({}) == 0
+            again = replay_rejects(store, contexts[1], Selection(), dry_run=False)
+            assert again.selected == 0
+        finally:
+            client.drop_database(unique_name)
