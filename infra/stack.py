@@ -205,7 +205,7 @@ def up(settings: Settings) -> None:
     running: list[str] = []
     if settings.airflow.unpause_dags:
         expected = {"ingest_" + name.replace("-", "_") for name in load_sources()}
-        expected |= {"rollup_readings", "pipeline_health"}
+        expected |= {"rollup_readings", "pipeline_health", "replay_rejected"}
         running = airflow_proc.unpause_dags(settings, expected)
         _say(f"DAGs unpaused: {', '.join(running)}")
     _say(f"healthy in {time.monotonic() - started:.1f}s")
