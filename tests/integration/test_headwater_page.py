@@ -190,8 +190,14 @@ def test_the_headwater_page_needs_a_login_and_shows_the_figures_its_api_reports(
             expect(frame.locator(f'tr[data-check="{CHECK_HEALTHZ}"]')).to_contain_text(
                 f"{health_run}: events-api refused"
             )
-            # Tall enough for the whole page to show in the UI's frame (it scrolls on its own).
-            page.set_viewport_size({"width": 1500, "height": 2600})
+            # Tall enough for the whole page to show in the UI's frame (it scrolls on its own):
+            # its height depends on what the stack holds (a long-used test stack has more
+            # reconciles and failures to list), so measure it.
+            content = frame.locator("body").evaluate("b => b.scrollHeight")
+            top = page.locator("iframe[title=Headwater]").bounding_box()
+            assert top is not None
+            height = min(int(top["y"] + content + 100), 12_000)
+            page.set_viewport_size({"width": 1500, "height": max(height, 1100)})
             expect(frame.locator('[data-testid="dags"]')).to_be_in_viewport()
             page.screenshot(path=str(SHOT))
 
