@@ -41,6 +41,7 @@ from consumer.pipeline import (
     supersedes,
 )
 from headwater.sources import Catalog, ensure_utc
+from headwater.windows import WindowError, param_time
 
 WOULD_STORE = "would_store"
 WOULD_FILTER = "would_filter"
@@ -109,15 +110,10 @@ def _text_param(params: Mapping[str, Any], name: str) -> str | None:
 
 
 def _time_param(params: Mapping[str, Any], name: str) -> datetime | None:
-    value = params.get(name)
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        return ensure_utc(value)
     try:
-        return ensure_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
-    except ValueError:
-        raise SelectionError(f"param {name}={value!r} is not an ISO-8601 time") from None
+        return param_time(params, name)
+    except WindowError as exc:
+        raise SelectionError(str(exc)) from None
 
 
 def selection_from_params(params: Mapping[str, Any]) -> Selection:

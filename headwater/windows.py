@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,8 @@ class WindowError(ValueError):
     """The run has no usable window; the message says which parameter to set."""
 
 
-def _param_time(params: dict[str, Any], name: str) -> datetime | None:
+def param_time(params: Mapping[str, Any], name: str) -> datetime | None:
+    """Param `name` as an aware UTC time (None when unset); WindowError when not ISO-8601."""
     value = params.get(name)
     if value in (None, ""):
         return None
@@ -32,7 +34,7 @@ def run_window(
     A manual run's own data interval can be empty (start == end), so such a run must say its
     window; a scheduled or backfill run uses its data interval as is.
     """
-    since, until = _param_time(params, "since"), _param_time(params, "until")
+    since, until = param_time(params, "since"), param_time(params, "until")
     if (since is None) != (until is None):
         raise WindowError("set both params since and until, or neither")
     if since is None or until is None:
