@@ -326,6 +326,29 @@ class ConsumerSettings(BaseSettings):
     mongo_timeout_ms: int = 5_000
 
 
+class ArchiveSettings(BaseSettings):
+    """HEADWATER_ARCHIVE_*: where the daily Parquet archives go and how long MongoDB keeps raw
+    records (headwater/archive.py, dags/archive.py)."""
+
+    model_config = _config("HEADWATER_ARCHIVE_")
+
+    # A local folder (relative: inside this checkout) or any pyarrow/fsspec filesystem URL, e.g.
+    # s3://bucket/prefix. "" = <run_dir>/archive.
+    root: str = ""
+    # Per collection: "readings=7,user_events=30,matches=off" (days, or off = kept forever).
+    retention: str = ""
+    # Collections not named above: auto = 7 days on the embedded server, off with MONGO_URI;
+    # or a number of days, or off.
+    retention_default: str = "auto"
+    # How long after a day ends its archive run waits, so late pulls and the consumer's lag land
+    # first (backfills of older days do not wait).
+    grace_s: float = Field(default=1800.0, ge=0)
+    # Documents read from MongoDB per batch while a day is archived.
+    batch_docs: int = Field(default=20_000, ge=1)
+    # Where `make duckdb` exports the days not archived yet ("" = <run_dir>/hot-export).
+    hot_export_dir: str = ""
+
+
 class ConsumerMember(NamedTuple):
     """One consumer group member the stack runs: its program and instance name, and where its
     /healthz and /metrics answer."""
@@ -347,6 +370,26 @@ class Settings(BaseSettings):
     airflow_db: AirflowDbSettings = Field(default_factory=AirflowDbSettings)
     services: ServiceSettings = Field(default_factory=ServiceSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+
+    @property
+    def archive_root(self) -> str:
+        """The archive root: a URL as set, a relative folder inside this checkout, or the stack's
+        <run_dir>/archive."""
+        root = self.archive.root.strip()
+        if not root:
+            return str(self.stack.run_dir / "archive")
+        if "://" in root or Path(root).is_absolute():
+            return root
+        return str(REPO_ROOT / root)
+
+    @property
+    def hot_export_dir(self) -> Path:
+        """Where `make duckdb` writes the days that are not archived yet."""
+        folder = self.archive.hot_export_dir.strip()
+        if not folder:
+            return self.stack.run_dir / "hot-export"
+        return Path(folder) if Path(folder).is_absolute() else REPO_ROOT / folder
 
     def consumer_members(self) -> list[ConsumerMember]:
         """The stack's consumer members: consumer-1 on consumer_port, consumer-2 on the next
