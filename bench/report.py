@@ -469,6 +469,49 @@ def connect_rows(part: dict[str, Any]) -> list[Row]:
     ]
 
 
+def archive_rows(part: dict[str, Any]) -> list[Row]:
+    """Archive throughput against reading the same day (ceiling) and a JSON export (peer), and
+    the size of the day in Parquet against BSON and JSON."""
+    rates, cpu = part["docs_per_s"], part["cpu_s"]
+    return [
+        (
+            "archive",
+            f"docs/s, a day ({part['docs']:,} readings) to Parquet vs reading it",
+            fmt_spread(rates["archive"]),
+            f"read {fmt_spread(rates['read'])}",
+            fmt_checked_ratio(part["archive_vs_read"]),
+        ),
+        (
+            "archive",
+            "  vs a mongoexport-style JSON export of it",
+            "",
+            f"json {fmt_spread(rates['json'])}",
+            fmt_checked_ratio(part["archive_vs_json"]),
+        ),
+        (
+            "archive",
+            "  CPU s of this process: archive / read / json",
+            " / ".join(f"{cpu[a]['median']:,.2f}" for a in ("archive", "read", "json")),
+            "",
+            "",
+        ),
+        (
+            "archive",
+            "bytes/doc, Parquet vs BSON (MongoDB, before compression and indexes)",
+            f"{part['parquet_bytes_per_doc']:,.1f}",
+            f"BSON {part['bson_bytes_per_doc']:,.1f}",
+            fmt_ratio(part["parquet_per_bson"]),
+        ),
+        (
+            "archive",
+            "  a 690,000-reading day, MiB: Parquet vs BSON; Parquet ÷ JSON export",
+            f"{part['devices_day_parquet_mib']:,.1f}",
+            f"BSON {part['devices_day_bson_mib']:,.1f}",
+            fmt_ratio(part["parquet_per_json"]),
+        ),
+    ]
+
+
 def summary_rows(result: dict[str, Any]) -> list[Row]:
     """The table rows of every part present in a bench result."""
     rows: list[Row] = []
@@ -481,6 +524,7 @@ def summary_rows(result: dict[str, Any]) -> list[Row]:
         ("store", store_rows),
         ("sasl", sasl_rows),
         ("connect", connect_rows),
+        ("archive", archive_rows),
     ):
         part = result.get(key)
         if part and "error" not in part:

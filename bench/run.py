@@ -1,10 +1,12 @@
 """`make bench`: every benchmark on the running stack, each figure against its ceiling.
 
-    python bench/run.py [--only consumer producer end_to_end flask slow_clients store sasl connect]
+    python bench/run.py [--only consumer producer end_to_end flask slow_clients store sasl connect
+                         archive]
                         [sizes]
 
 Runs the parts in order (consumer, producer, end to end, flask, slow clients, store at scale, the
-cost of SASL on Kafka's clients, and the consumer against Kafka Connect's MongoDB sink), writes
+cost of SASL on Kafka's clients, the consumer against Kafka Connect's MongoDB sink, and archiving a
+day to Parquet against reading it and exporting it as JSON), writes
 bench/results/latest.json (consumer_ratio, producer_ratio, every part's raw figures and the
 machine) and bench/results/latest.png (a copy of the JSON goes to bench/results/history/), and
 prints the summary table. A subset (--only) writes bench/results/partial-<parts>.json/.png
@@ -28,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import archive_bench
 import connect_bench
 import consumer_bench
 import e2e_bench
@@ -54,6 +57,7 @@ PARTS = (
     "store",
     "sasl",
     "connect",
+    "archive",
 )
 # Parts that start what they measure themselves: a run of only these needs no stack.
 SELF_CONTAINED = frozenset({"slow_clients", "sasl"})
@@ -109,6 +113,9 @@ def part_runners(args: argparse.Namespace) -> dict[str, Callable[[Settings], dic
             messages=args.connect_messages,
             events_share=args.events_share,
             trials=args.connect_trials,
+        ),
+        "archive": lambda s: archive_bench.measure(
+            s, docs=args.archive_docs, trials=args.archive_trials
         ),
     }
 
@@ -235,6 +242,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--connect-trials", type=int, default=5, help="connect: interleaved pairs of trials"
+    )
+    parser.add_argument(
+        "--archive-docs", type=int, default=200_000, help="archive: readings in the day archived"
+    )
+    parser.add_argument(
+        "--archive-trials", type=int, default=5, help="archive: interleaved rounds of the arms"
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

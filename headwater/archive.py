@@ -138,8 +138,15 @@ def schema_kinds(schema: pa.Schema) -> dict[str, str]:
 # ---- rows ----------------------------------------------------------------------------------------
 
 
+_JSON_OPTIONS = json_util.RELAXED_JSON_OPTIONS.with_options(tz_aware=True, tzinfo=UTC)
+
+
 def _json_text(value: Any) -> str:
-    return json_util.dumps(value, sort_keys=True, json_options=json_util.RELAXED_JSON_OPTIONS)
+    return json_util.dumps(value, sort_keys=True, json_options=_JSON_OPTIONS)
+
+
+def _json_value(text: str) -> Any:
+    return json_util.loads(text, json_options=_JSON_OPTIONS)
 
 
 def _fit(value: Any, kind: str) -> tuple[bool, Any]:
@@ -214,11 +221,11 @@ def row_document(row: Mapping[str, Any], source: str, kinds: Mapping[str, str]) 
     """The stored document an archive row came from (the inverse of document_row, up to the type
     mapping: numbers as floats, objects and arrays parsed back from their JSON)."""
     doc: dict[str, Any] = {"_id": row["_id"]}
-    extra = json_util.loads(row["_extra"]) if row.get("_extra") else {}
+    extra = _json_value(row["_extra"]) if row.get("_extra") else {}
     for name, kind in kinds.items():
         value = row.get(name)
         if kind in _JSON_TYPES and value is not None:
-            value = json_util.loads(value)
+            value = _json_value(value)
         doc[name] = value
     doc["source"] = source
     ingest = dict(row["ingest"]) if row.get("ingest") is not None else None

@@ -252,6 +252,23 @@ class DayResult:
         return dict(self.__dict__)
 
 
+def conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
+    """An older archive's table in today's schema: a column the contracts added since is null;
+    one they dropped is an error (merging would lose it)."""
+    dropped = [name for name in table.column_names if name not in schema.names]
+    if dropped:
+        raise ArchiveError(
+            f"{where}: the archive has columns the contracts no longer declare: {dropped}"
+        )
+    columns = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
 def _table_of(
     db: Database, source: Source, day: date, schema: pa.Schema, batch: int
 ) -> tuple[pa.Table, int]:
@@ -290,7 +307,7 @@ def archive_day(
     kept = 0
     if merged and previous is not None:
         files.verified_keys(previous)  # an archive that cannot be trusted is not merged into
-        old = files.read_table(previous).cast(schema)
+        old = conform(files.read_table(previous), schema, where)
         keep = pc.invert(pc.is_in(old.column("_id"), value_set=table.column("_id")))
         old = old.filter(keep)
         kept = old.num_rows
@@ -532,16 +549,21 @@ def export_hot(
                     rows += table.num_rows
             written["collections"][collection] = rows
         reject_schema = schema_for(REJECT_KINDS, Collections.REJECTED)
-        reject_rows = []
-        for doc in db[Collections.REJECTED].find({}, batch_size=batch):
-            reject_rows.append(document_row(doc, REJECT_KINDS))
         (temp / Collections.REJECTED).mkdir()
-        pq.write_table(
-            pa.Table.from_pylist(reject_rows, schema=reject_schema),
-            temp / Collections.REJECTED / DATA_FILE,
-            **PARQUET_OPTIONS,
-        )
-        written["rejected"] = len(reject_rows)
+        options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
+        with pq.ParquetWriter(
+            temp / Collections.REJECTED / DATA_FILE, reject_schema, **options
+        ) as writer:
+            chunk: list[dict[str, Any]] = []
+            for doc in db[Collections.REJECTED].find({}, batch_size=batch):
+                chunk.append(document_row(doc, REJECT_KINDS))
+                if len(chunk) >= batch:
+                    writer.write_batch(pa.RecordBatch.from_pylist(chunk, reject_schema))
+                    written["rejected"] += len(chunk)
+                    chunk = []
+            if chunk:
+                writer.write_batch(pa.RecordBatch.from_pylist(chunk, reject_schema))
+                written["rejected"] += len(chunk)
         if dest.exists():
             shutil.rmtree(dest)
         temp.rename(dest)

@@ -204,7 +204,10 @@ def up(settings: Settings) -> None:
         _say(f"declarations file {path}: {problem}")
     running: list[str] = []
     if settings.airflow.unpause_dags:
-        expected = {"ingest_" + name.replace("-", "_") for name in load_sources()}
+        sources = load_sources()
+        expected = {"ingest_" + name.replace("-", "_") for name in sources}
+        # dags/archive.py: one archive DAG per collection that holds source records.
+        expected |= {f"archive_{s.collection}" for s in sources.values()}
         expected |= {"rollup_readings", "pipeline_health", "replay_rejected"}
         running = airflow_proc.unpause_dags(settings, expected)
         _say(f"DAGs unpaused: {', '.join(running)}")

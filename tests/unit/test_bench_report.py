@@ -217,3 +217,35 @@ def test_the_flask_latency_is_split_into_server_and_outside_when_measured():
     labels = [r[1] for r in summary_rows({"flask": part})]
     assert "  of which the server's own (Server-Timing) p50/p95/p99 ms" in labels
     assert not any("outside the server" in label for label in labels)  # nothing measured
+
+
+def _spread(median: float) -> dict:
+    return {"n": 5, "median": median, "min": median * 0.9, "max": median * 1.1}
+
+
+def test_archive_rows_compare_with_reading_and_json_and_give_sizes():
+    from bench.report import archive_rows
+
+    part = {
+        "docs": 200_000,
+        "docs_per_s": {"archive": _spread(9000), "read": _spread(20000), "json": _spread(7000)},
+        "cpu_s": {"archive": _spread(20.0), "read": _spread(8.0), "json": _spread(25.0)},
+        "archive_vs_read": {"n": 5, "median": 0.45, "min": 0.3, "max": 0.6, "unreliable": True},
+        "archive_vs_json": {"n": 5, "median": 1.3, "min": 1.25, "max": 1.35, "unreliable": False},
+        "parquet_bytes_per_doc": 9.5,
+        "bson_bytes_per_doc": 251.0,
+        "parquet_per_bson": 0.0378,
+        "parquet_per_json": 0.03,
+        "devices_day_parquet_mib": 6.3,
+        "devices_day_bson_mib": 165.2,
+    }
+    rows = archive_rows(part)
+    assert all(len(r) == len(HEADERS) for r in rows)
+    assert rows[0][2:] == (
+        "9,000 (8,100-9,900, n=5)",
+        "read 20,000 (18,000-22,000, n=5)",
+        "0.450 UNRELIABLE",
+    )
+    assert rows[1][4] == "1.300"
+    assert rows[3][2:] == ("9.5", "BSON 251.0", "0.038")
+    assert "archive" in [r[0] for r in summary_rows({"archive": part})]
