@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -386,11 +386,3 @@ def prune_cutoff(now: datetime, days: int) -> date:
     """Days strictly before this one are past a retention of `days` (whole days kept besides
     today's: a day is pruned once all of it is older than `days` days)."""
     return ensure_utc(now).date() - timedelta(days=days)
-
-
-def days_between(first: date, stop: date) -> Iterator[date]:
-    """first, first+1, ... up to but excluding stop."""
-    day = first
-    while day < stop:
-        yield day
-        day += timedelta(days=1)

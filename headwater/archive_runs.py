@@ -64,12 +64,15 @@ def archive_run(
     files = ArchiveFiles(settings.archive_root)
     client = mongo_client(settings, appname="headwater-archive")
     results = []
+    failed: list[str] = []
     try:
         db = client[settings.mongo.db]
         for day in days:
             for source in sources:
-                results.append(
-                    archive_day(
+                # One source's failure (a day that changed while archiving, an unreadable old
+                # archive) does not keep the others unarchived; the task still fails after.
+                try:
+                    result = archive_day(
                         db,
                         files,
                         sources,
@@ -77,10 +80,22 @@ def archive_run(
                         day,
                         run_id=run_id,
                         batch=settings.archive.batch_docs,
-                    ).as_dict()
-                )
+                    )
+                except ArchiveError as exc:
+                    log.error(
+                        "archive failed collection=%s source=%s date=%s reason=%s",
+                        collection,
+                        source.name,
+                        day,
+                        exc,
+                    )
+                    failed.append(str(exc))
+                    continue
+                results.append(result.as_dict())
     finally:
         client.close()
+    if failed:
+        raise ArchiveError(f"{len(failed)} source day(s) not archived: " + "; ".join(failed))
     return {
         "collection": collection,
         "root": files.root,

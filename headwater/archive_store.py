@@ -36,7 +36,6 @@ from headwater.archive import (
     Manifest,
     archive_schema,
     day_bounds,
-    days_between,
     document_row,
     key_checksum,
     partition_dir,
@@ -159,7 +158,9 @@ class ArchiveFiles:
         path = self.data_path(manifest)
         if path is None:
             return pa.table({"_id": pa.array([], pa.string())})
-        return pq.read_table(path, filesystem=self.fs, columns=columns)
+        # partitioning=None: the file alone, not the `source=`/`date=` columns pyarrow would
+        # otherwise add from its hive-style directory names.
+        return pq.read_table(path, filesystem=self.fs, columns=columns, partitioning=None)
 
     def verified_keys(self, manifest: Manifest) -> list[str]:
         """The keys of an archived day after checking its file against its manifest (bytes,
@@ -221,10 +222,20 @@ def day_keys(db: Database, source: Source, day: date) -> list[str]:
 
 def oldest_day(db: Database, source: Source) -> date | None:
     """The day of a source's oldest stored record (None: it has none)."""
+    return next_day(db, source, None)
+
+
+def next_day(db: Database, source: Source, first: date | None) -> date | None:
+    """The day of a source's first stored record on or after `first` (any, when None): one
+    sorted, limited find on the (source, time) index, so walking the days that hold records
+    costs one query per such day, not one per calendar day."""
     field_name = source.stored_time_field
+    bound: dict[str, Any] = {"$type": "date"}
+    if first is not None:
+        bound = {"$gte": day_bounds(first)[0]}
     found = list(
         db[source.collection]
-        .find({"source": source.name, field_name: {"$type": "date"}}, {field_name: 1})
+        .find({"source": source.name, field_name: bound}, {field_name: 1})
         .sort(field_name, 1)
         .limit(1)
     )
@@ -476,22 +487,22 @@ def prune(
     cutoff = prune_cutoff(now, retention)
     report.cutoff = cutoff.isoformat()
     for source in collection_sources:
-        first = oldest_day(db, source)
-        if first is None:
-            continue
-        for day in days_between(first, cutoff):
+        # The days that hold records, oldest first (one indexed query each), up to the cutoff.
+        day = next_day(db, source, None)
+        while day is not None and day < cutoff:
+            this_day, day = day, next_day(db, source, day + _ONE_DAY)
             try:
-                done = prune_day(db, files, source, day, now)
+                done = prune_day(db, files, source, this_day, now)
             except ArchiveError as exc:
                 log.error(
                     "prune blocked collection=%s source=%s date=%s reason=%s",
                     collection,
                     source.name,
-                    day,
+                    this_day,
                     exc,
                 )
                 report.blocked.append(
-                    {"source": source.name, "date": day.isoformat(), "reason": str(exc)}
+                    {"source": source.name, "date": this_day.isoformat(), "reason": str(exc)}
                 )
                 continue
             if done is not None:
@@ -500,6 +511,24 @@ def prune(
 
 
 # ---- hot export (make duckdb) --------------------------------------------------------------------
+
+
+def _export_day(
+    db: Database, source: Source, day: date, schema: pa.Schema, dest: Path, batch: int
+) -> int:
+    """One unarchived source day, as the archive would write it, under `dest`: its rows."""
+    kinds = schema_kinds(schema)
+    batches = [
+        pa.RecordBatch.from_pylist([document_row(d, kinds) for d in docs], schema)
+        for docs in iter_day(db, source, day, batch)
+    ]
+    if not batches:
+        return 0
+    table = pa.Table.from_batches(batches, schema=schema).sort_by("_id")
+    folder = dest / partition_dir(source.collection, source.name, day)
+    folder.mkdir(parents=True)
+    pq.write_table(table, folder / DATA_FILE, **PARQUET_OPTIONS)
+    return table.num_rows
 
 
 def export_hot(
@@ -526,27 +555,13 @@ def export_hot(
         today = _now().date()
         for collection, members in sources_by_collection(sources).items():
             schema = archive_schema(members)
-            kinds = schema_kinds(schema)
             rows = 0
             for source in members:
-                first = oldest_day(db, source)
-                if first is None:
-                    continue
-                start = max(first, since) if since else first
-                for day in days_between(start, today + _ONE_DAY):
-                    if files.manifest(collection, source.name, day) is not None:
-                        continue
-                    batches = [
-                        pa.RecordBatch.from_pylist([document_row(d, kinds) for d in docs], schema)
-                        for docs in iter_day(db, source, day, batch)
-                    ]
-                    if not batches:
-                        continue
-                    table = pa.Table.from_batches(batches, schema=schema).sort_by("_id")
-                    folder = temp / partition_dir(collection, source.name, day)
-                    folder.mkdir(parents=True)
-                    pq.write_table(table, folder / DATA_FILE, **PARQUET_OPTIONS)
-                    rows += table.num_rows
+                day = next_day(db, source, since)
+                while day is not None and day <= today:
+                    if files.manifest(collection, source.name, day) is None:
+                        rows += _export_day(db, source, day, schema, temp, batch)
+                    day = next_day(db, source, day + _ONE_DAY)
             written["collections"][collection] = rows
         reject_schema = schema_for(REJECT_KINDS, Collections.REJECTED)
         (temp / Collections.REJECTED).mkdir()
