@@ -18,13 +18,15 @@ CHROMIUM    := /usr/bin/chromium
 # Debian's PostgreSQL server (Airflow's metadata DB); any major version.
 POSTGRES    := $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres) /usr/lib/postgresql/15/bin/postgres)
 
-.PHONY: help install up down status logs mongosh airflow test test-unit lint lock clean bench
+.PHONY: help install up down status logs mongosh duckdb airflow test test-unit lint lock clean bench
 
 help:
 	@echo "make up       install everything (cached) and start the whole pipeline"
 	@echo "make test     install everything and run the unit + integration suites on a test stack"
 	@echo "make status   services and health checks;  make logs: follow every log;  make down: stop"
 	@echo "make mongosh  a MongoDB shell on the pipeline's database"
+	@echo "make duckdb   DuckDB over the Parquet archive + a fresh export of the hot days"
+	@echo "              (ARGS=\"-f db/sql/sensor_stats.sql\" runs one analysis; see db/duckdb_shell.py)"
 	@echo "make lint     ruff;  make lock: re-resolve requirements.lock from requirements.in"
 	@echo "make bench    consumer, producer, end-to-end, events-API, slow-client, store-at-scale and SASL"
 	@echo "              figures, and the consumer against Kafka Connect's MongoDB sink"
@@ -96,6 +98,11 @@ airflow:
 mongosh: $(STAMP_SH)
 	@uri=$$($(PY) -c 'from headwater.settings import get_settings as g; s=g(); print(s.mongo.uri.rstrip("/") + "/" + s.mongo.db)'); \
 	  infra/mongosh/node_modules/.bin/mongosh "$$uri"
+
+# DuckDB over the archive and the hot days (db/duckdb_shell.py), e.g.
+# FROM=2026-11-23T00:00:00Z make duckdb ARGS="-f db/sql/device_type_stats.sql".
+duckdb: $(STAMP_VENV)
+	$(PY) -m db.duckdb_shell $(ARGS)
 
 # The test stack (tests/stack.env: own ports and run dir) is started if needed and stopped again
 # if this run started it, whatever the tests did.
