@@ -19,6 +19,21 @@ def api(settings: Settings) -> tuple[str, dict[str, str]]:
     return settings.airflow.base_url, {"Authorization": f"Bearer {airflow_token(settings)}"}
 
 
+def wait_for_backfill(settings: Settings, dag_id: str, timeout_s: float = 900) -> dict[str, Any]:
+    """The DAG's newest backfill, once Airflow marks it completed (polled every 5 s)."""
+    base, headers = api(settings)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        backfills = requests.get(
+            f"{base}/api/v2/backfills", params={"dag_id": dag_id}, headers=headers, timeout=10
+        ).json()["backfills"]
+        newest = max(backfills, key=lambda b: b["id"])
+        if newest["completed_at"]:
+            return newest
+        assert time.monotonic() < deadline, f"backfill of {dag_id} still running"
+        time.sleep(5)
+
+
 def set_paused(settings: Settings, dag_id: str, paused: bool) -> None:
     base, headers = api(settings)
     resp = requests.patch(

@@ -14,7 +14,6 @@ import random
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -31,7 +30,7 @@ from headwater.archive_store import ArchiveFiles, archive_day, day_keys, prune
 from headwater.clients import mongo_client
 from headwater.settings import REPO_ROOT, Settings
 from headwater.sources import Source, load_sources, record_key
-from tests.integration.airflow_helpers import api, unpaused
+from tests.integration.airflow_helpers import api, unpaused, wait_for_backfill
 
 PER_DAY = 1500
 
@@ -220,16 +219,7 @@ def _backfill(settings: Settings, first: date, last: date) -> list[dict[str, Any
     result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     base, headers = api(settings)
-    deadline = time.monotonic() + 900
-    while True:
-        backfills = requests.get(
-            f"{base}/api/v2/backfills", params={"dag_id": DAG_ID}, headers=headers, timeout=10
-        ).json()["backfills"]
-        newest = max(backfills, key=lambda b: b["id"])
-        if newest["completed_at"]:
-            break
-        assert time.monotonic() < deadline, f"backfill of {DAG_ID} still running"
-        time.sleep(5)
+    wait_for_backfill(settings, DAG_ID)
     runs = requests.get(
         f"{base}/api/v2/dags/{DAG_ID}/dagRuns",
         params={

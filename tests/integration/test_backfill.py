@@ -22,7 +22,12 @@ from headwater.rollups import rollup_readings
 from headwater.settings import REPO_ROOT, Settings
 from infra.airflow import airflow_token
 from producer.simulator import malformed_kind, readings
-from tests.integration.airflow_helpers import asset_event_ids, consumed_event_ids, dag_runs
+from tests.integration.airflow_helpers import (
+    asset_event_ids,
+    consumed_event_ids,
+    dag_runs,
+    wait_for_backfill,
+)
 
 # A past hour of its own per run, so a reused test stack's earlier backfills never mix in.
 HOUR = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(hours=random.randrange(24 * 360))
@@ -81,16 +86,7 @@ def backfill(settings: Settings, dag_id: str, last_logical: datetime, reprocess:
     result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     base, headers = _api(settings)
-    deadline = time.monotonic() + 900
-    while True:
-        backfills = requests.get(
-            f"{base}/api/v2/backfills", params={"dag_id": dag_id}, headers=headers, timeout=10
-        ).json()["backfills"]
-        newest = max(backfills, key=lambda b: b["id"])
-        if newest["completed_at"]:
-            break
-        assert time.monotonic() < deadline, f"backfill of {dag_id} still running"
-        time.sleep(5)
+    wait_for_backfill(settings, dag_id)
     runs = requests.get(
         f"{base}/api/v2/dags/{dag_id}/dagRuns",
         params={"limit": 200, "run_type": "backfill", "logical_date_gte": HOUR.isoformat()},

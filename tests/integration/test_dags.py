@@ -1,4 +1,4 @@
-"""The DAG files under Airflow itself: they import cleanly and fast, and an ingest run is exact."""
+"""The DAG files under Airflow itself: they import cleanly without I/O; an ingest run is exact."""
 
 from __future__ import annotations
 
@@ -20,10 +20,18 @@ from producer.simulator import malformed_kind, readings
 from tests.integration.landed import count_window
 
 _DAGBAG = """
-import json, time
+import json, sys
 from airflow.dag_processing.dagbag import DagBag
-started = time.monotonic()
+# Every network call made while the DAG files are parsed (MongoDB, Kafka, HTTP, the metadata DB).
+connects = []
+def audit(event, args):
+    if event in ("socket.connect", "socket.getaddrinfo") and parsing:
+        connects.append([event, repr(args[1] if event == "socket.connect" else args[:2])])
+parsing = False
+sys.addaudithook(audit)
+parsing = True
 bag = DagBag(dag_folder="dags")
+parsing = False
 dags = {}
 for dag_id, dag in bag.dags.items():
     dags[dag_id] = {
@@ -34,7 +42,7 @@ for dag_id, dag in bag.dags.items():
         "params": sorted(dag.params.keys()),
     }
 stats = [{"file": s.file, "seconds": s.duration.total_seconds()} for s in bag.dagbag_stats]
-print(json.dumps({"errors": bag.import_errors, "dags": dags, "stats": stats}))
+print(json.dumps({"errors": bag.import_errors, "dags": dags, "stats": stats, "connects": connects}))
 """
 
 _DAG_TEST = """
@@ -64,12 +72,15 @@ MANUAL_ONLY = {"replay_rejected"}
 ASSET_SCHEDULED = {"rollup_readings"}
 
 
-def test_dag_files_import_cleanly_quickly_and_declare_their_contract(live_stack: Settings) -> None:
+def test_dag_files_import_cleanly_without_io_and_declare_their_contract(
+    live_stack: Settings,
+) -> None:
     bag = _airflow_python(live_stack, _DAGBAG)
     assert bag["errors"] == {}
-    for stat in bag["stats"]:
-        # No I/O at import time: parsing a DAG file is quick even on a loaded machine.
-        assert stat["seconds"] < 1.0, stat
+    # No I/O at import time (the scheduler re-parses every file every few seconds): parsing them
+    # opens no connection to anything. (Checked by audit events, not by timing the parse.)
+    assert {s["file"] for s in bag["stats"]} >= {"ingest.py", "archive.py"}
+    assert bag["connects"] == []
     expected = {"ingest_" + name.replace("-", "_") for name in load_sources()}
     assert expected <= set(bag["dags"])
     for dag_id, dag in bag["dags"].items():
