@@ -69,7 +69,7 @@ def _time(name: str, text: str) -> str:
 
 
 def _text(_: str, text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return _sql_text(text)
 
 
 def _count(name: str, text: str) -> str:

@@ -37,6 +37,7 @@ from headwater.archive import (
 from headwater.archive_store import ArchiveFiles, sources_by_collection
 from headwater.settings import REPO_ROOT
 from headwater.sources import load_sources
+from tests.unit.test_archive import _manifest
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -71,20 +72,14 @@ def write_day(root: Path, collection: str, schema: pa.Schema, source: str, day: 
 
 
 def manifest_for(collection: str, source: str, day: date, docs: list) -> Manifest:
-    return Manifest(
+    """A verified manifest naming the day's data file (the fields that matter to the views)."""
+    return _manifest(
         collection=collection,
         source=source,
         date=day.isoformat(),
         rows=len(docs),
         key_checksum=key_checksum(d["_id"] for d in docs),
         file=DATA_FILE,
-        file_sha256="x",
-        file_bytes=1,
-        bson_bytes=1,
-        schema_fingerprint="x",
-        run_id="r",
-        written_at="2026-11-24T00:00:00Z",
-        verified_at="2026-11-24T00:00:00Z",
     )
 
 
